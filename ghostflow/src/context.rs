@@ -1,0 +1,178 @@
+//! What a running node can see: ids, attempt, cancellation, secrets, progress.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::RunId;
+use crate::engine::RunShared;
+use crate::error::NodeError;
+use crate::event::EventKind;
+
+/// Handed to [`Run::run`](crate::Run::run) on every attempt.
+pub struct Context {
+    pub(crate) run: Arc<RunShared>,
+    pub(crate) node_index: u32,
+    pub(crate) attempt: u32,
+}
+
+impl Context {
+    /// Id of the execution.
+    pub fn run_id(&self) -> RunId {
+        self.run.run_id
+    }
+
+    /// Id of this node in its flow.
+    pub fn node_id(&self) -> &str {
+        &self.run.flow.nodes()[self.node_index as usize].id
+    }
+
+    /// The attempt number, starting at 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Whether the execution was cancelled (or failed elsewhere). The engine
+    /// drops a cancelled node's future at its next `.await`; long synchronous
+    /// loops can check this to stop sooner.
+    pub fn is_cancelled(&self) -> bool {
+        self.run.cancel.is_cancelled()
+    }
+
+    /// Resolves when the execution is cancelled.
+    pub async fn cancelled(&self) {
+        self.run.cancel.cancelled().await
+    }
+
+    /// A token that is cancelled with the execution, to hand to spawned work.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.run.cancel.child_token()
+    }
+
+    /// Reads a secret.
+    ///
+    /// # Errors
+    /// A permanent error naming the node and the secret when the provider
+    /// does not have it.
+    pub fn secret(&self, name: &str) -> Result<Secret, NodeError> {
+        self.run.secrets.get(name).ok_or_else(|| {
+            NodeError::permanent(format!(
+                "node `{}`: secret `{name}` is not set",
+                self.node_id()
+            ))
+        })
+    }
+
+    /// Emits a progress event (for example a streamed LLM token) on the
+    /// execution's event stream. Free when nobody listens.
+    pub fn progress(&self, data: impl Serialize) {
+        let emitter = &self.run.emitter;
+        if emitter.is_active() {
+            let data = serde_json::to_value(data).unwrap_or_else(|e| {
+                serde_json::Value::String(format!("<progress not serializable: {e}>"))
+            });
+            emitter.emit(EventKind::NodeProgress {
+                node: self.run.flow.nodes()[self.node_index as usize].id.clone(),
+                index: self.node_index,
+                data,
+            });
+        }
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("run_id", &self.run.run_id)
+            .field("node_id", &self.node_id())
+            .field("attempt", &self.attempt)
+            .field("cancelled", &self.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A secret value. Its `Debug` and `Display` print `***`, so it does not leak
+/// into logs or errors by accident; [`Secret::expose`] gives the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<Arc<str>>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret value itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Where secrets come from.
+pub trait Secrets: Send + Sync + fmt::Debug + 'static {
+    /// The secret `name`, if known.
+    fn get(&self, name: &str) -> Option<Secret>;
+}
+
+/// Secrets from environment variables (the default), optionally under a prefix:
+/// with prefix `GHOSTFLOW_`, secret `API_KEY` is variable `GHOSTFLOW_API_KEY`.
+#[derive(Debug, Clone, Default)]
+pub struct EnvSecrets {
+    prefix: String,
+}
+
+impl EnvSecrets {
+    /// Reads variables named `{prefix}{NAME}`.
+    pub fn with_prefix(prefix: impl Into<String>) -> Self {
+        EnvSecrets {
+            prefix: prefix.into(),
+        }
+    }
+}
+
+impl Secrets for EnvSecrets {
+    fn get(&self, name: &str) -> Option<Secret> {
+        std::env::var(format!("{}{name}", self.prefix))
+            .ok()
+            .map(Secret::new)
+    }
+}
+
+/// Secrets from a fixed map, for tests and embedding applications.
+#[derive(Debug, Clone, Default)]
+pub struct MapSecrets(HashMap<String, Secret>);
+
+impl MapSecrets {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a secret.
+    #[must_use]
+    pub fn with(mut self, name: impl Into<String>, value: impl Into<Arc<str>>) -> Self {
+        self.0.insert(name.into(), Secret::new(value));
+        self
+    }
+}
+
+impl Secrets for MapSecrets {
+    fn get(&self, name: &str) -> Option<Secret> {
+        self.0.get(name).cloned()
+    }
+}

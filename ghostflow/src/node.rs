@@ -1,0 +1,205 @@
+//! Nodes: what a node author writes, and what the engine stores.
+//!
+//! An author writes a config struct with `#[derive(Node)]`, two [`Ports`]
+//! structs, and an implementation of [`Run`]:
+//!
+//! ```
+//! use ghostflow::prelude::*;
+//!
+//! /// Counts the words in a text.
+//! #[derive(Node, Clone, Debug, Serialize, Deserialize, JsonSchema)]
+//! #[node(input = Text, output = WordCount, category = "text")]
+//! pub struct CountWords {
+//!     /// Ignore words shorter than this.
+//!     #[serde(default)]
+//!     pub min_len: usize,
+//! }
+//!
+//! /// Input of [`CountWords`].
+//! #[derive(Ports)]
+//! pub struct Text {
+//!     /// The text to count.
+//!     pub text: String,
+//! }
+//!
+//! /// Output of [`CountWords`].
+//! #[derive(Ports)]
+//! pub struct WordCount {
+//!     /// Number of words at least `min_len` long.
+//!     pub words: u64,
+//! }
+//!
+//! impl Run for CountWords {
+//!     async fn run(&self, input: Text, _ctx: &Context) -> Result<WordCount, NodeError> {
+//!         let words = input.text.split_whitespace().filter(|w| w.len() >= self.min_len).count();
+//!         Ok(WordCount { words: words as u64 })
+//!     }
+//! }
+//!
+//! let spec = CountWords::spec();
+//! assert_eq!(spec.type_name, "count_words");
+//! assert_eq!(spec.description, "Counts the words in a text.");
+//! assert_eq!(spec.inputs[0].name, "text");
+//! ```
+//!
+//! The derive reads these `#[node(...)]` keys: `input` and `output` (the
+//! ports structs, default `()`), `name` (the type name, default the struct
+//! name in snake case), `version` (default `"1"`), `category` (default
+//! `"general"`). The doc comment becomes the description.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::error::NodeError;
+use crate::port::{PortSpec, Ports};
+use crate::value::Value;
+
+/// The boxed future returned by [`ErasedNode::run`].
+pub use futures::future::BoxFuture;
+
+/// Everything the engine, the registry and tools know about a node type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeSpec {
+    /// Stable type name, such as `count_words`.
+    pub type_name: String,
+    /// Version of the node type.
+    pub version: String,
+    /// One-paragraph description, from the doc comment.
+    pub description: String,
+    /// Category for catalogs, such as `text` or `http`.
+    pub category: String,
+    /// JSON Schema of the configuration.
+    pub config_schema: serde_json::Value,
+    /// Input ports, in declaration order.
+    pub inputs: Vec<PortSpec>,
+    /// Output ports, in declaration order.
+    pub outputs: Vec<PortSpec>,
+}
+
+impl NodeSpec {
+    /// The input port named `name`.
+    pub fn input(&self, name: &str) -> Option<&PortSpec> {
+        self.inputs.iter().find(|p| p.name == name)
+    }
+
+    /// The output port named `name`.
+    pub fn output(&self, name: &str) -> Option<&PortSpec> {
+        self.outputs.iter().find(|p| p.name == name)
+    }
+}
+
+/// A node type: its configuration (`Self`) and its ports.
+///
+/// Derive it with `#[derive(Node)]`; implement [`Run`] by hand.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a node",
+    label = "not a node",
+    note = "add `#[derive(Node)]` to `{Self}` and implement `Run` for it"
+)]
+pub trait Node: Send + Sync + 'static {
+    /// Input ports.
+    type Input: Ports;
+    /// Output ports.
+    type Output: Ports;
+
+    /// The spec of this node type.
+    fn spec() -> NodeSpec;
+
+    /// The node's configuration as JSON, for documents and tools.
+    ///
+    /// # Errors
+    /// The configuration's `Serialize` implementation failed.
+    fn config_json(&self) -> Result<serde_json::Value, serde_json::Error>;
+}
+
+/// The work a node does: one async function from its inputs to its outputs.
+///
+/// Return [`NodeError::retryable`] for failures worth retrying (the default
+/// for errors converted with `?`) and [`NodeError::permanent`] for the rest.
+#[diagnostic::on_unimplemented(
+    message = "the node `{Self}` has no `Run` implementation",
+    label = "`Run` is not implemented for `{Self}`",
+    note = "add `impl Run for {Self} {{ async fn run(&self, input: ..., ctx: &Context) -> Result<..., NodeError> {{ ... }} }}`"
+)]
+pub trait Run: Node {
+    /// Runs the node once. Called again for each retry attempt.
+    fn run(
+        &self,
+        input: Self::Input,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<Self::Output, NodeError>> + Send;
+}
+
+/// The object-safe form of a node, as the engine stores it.
+///
+/// Implemented for every [`Run`] type; a registry of dynamically configured
+/// nodes can implement it directly.
+pub trait ErasedNode: Send + Sync + fmt::Debug + 'static {
+    /// The node's spec.
+    fn spec(&self) -> Arc<NodeSpec>;
+
+    /// Runs the node on one slot per input port, returning one slot per output port.
+    fn run<'a>(
+        &'a self,
+        inputs: Vec<Option<Value>>,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Vec<Option<Value>>, NodeError>>;
+
+    /// The node's configuration as JSON.
+    ///
+    /// # Errors
+    /// The configuration could not be serialized.
+    fn config_json(&self) -> Result<serde_json::Value, serde_json::Error>;
+}
+
+/// Wraps a typed node as an [`ErasedNode`].
+pub(crate) struct TypedNode<N> {
+    node: N,
+    spec: Arc<NodeSpec>,
+}
+
+impl<N: Run> TypedNode<N> {
+    pub(crate) fn new(node: N) -> Self {
+        TypedNode {
+            node,
+            spec: Arc::new(N::spec()),
+        }
+    }
+}
+
+impl<N> fmt::Debug for TypedNode<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypedNode")
+            .field("type", &self.spec.type_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<N: Run> ErasedNode for TypedNode<N> {
+    fn spec(&self) -> Arc<NodeSpec> {
+        self.spec.clone()
+    }
+
+    fn run<'a>(
+        &'a self,
+        mut inputs: Vec<Option<Value>>,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Vec<Option<Value>>, NodeError>> {
+        Box::pin(async move {
+            let input = N::Input::from_values(&mut inputs).map_err(NodeError::from_port)?;
+            drop(inputs);
+            let output = self.node.run(input, ctx).await?;
+            let mut out = Vec::with_capacity(<N::Output as Ports>::LEN);
+            output.into_values(&mut out);
+            Ok(out)
+        })
+    }
+
+    fn config_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        self.node.config_json()
+    }
+}

@@ -1,0 +1,206 @@
+//! Values that travel along edges.
+//!
+//! A [`Value`] is an `Arc` around a typed Rust value. Passing it to several
+//! successors (fan-out) clones the `Arc`, never the payload. It is turned into
+//! JSON only when something asks for JSON: a JSON-typed port, an event subscriber
+//! that wants payloads, or a store that checkpoints outputs.
+//!
+//! When a node takes its input by value, the engine hands over the payload
+//! without copying if no other node still holds it; otherwise the payload is
+//! cloned for that consumer. Port types that are expensive to clone and read by
+//! several nodes can be declared as `Arc<T>`, so every consumer shares one copy.
+
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A type that can travel along an edge: cloneable, serializable, and shareable
+/// between threads.
+///
+/// Implemented automatically for every type that satisfies the bounds.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be used as a port type",
+    label = "port types must be `Clone + Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static`",
+    note = "derive `Clone`, `Serialize`, `Deserialize` and `JsonSchema` for `{Self}`"
+)]
+pub trait PortValue:
+    Clone + Serialize + DeserializeOwned + schemars::JsonSchema + fmt::Debug + Send + Sync + 'static
+{
+}
+
+impl<T> PortValue for T where
+    T: Clone
+        + Serialize
+        + DeserializeOwned
+        + schemars::JsonSchema
+        + fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Object-safe view of a port value.
+trait AnyValue: Any + Send + Sync {
+    fn to_json(&self) -> Result<serde_json::Value, serde_json::Error>;
+    fn type_name(&self) -> &'static str;
+    fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+    fn as_any(&self) -> &dyn Any;
+    fn into_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+impl<T: PortValue> AnyValue for T {
+    fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(self)
+    }
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+    fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn into_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+/// A value carried by an edge: a shared, type-erased port value.
+///
+/// Cloning a `Value` clones an `Arc`.
+#[derive(Clone)]
+pub struct Value(Arc<dyn AnyValue>);
+
+/// Why a [`Value`] could not be read as the requested type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected a value of type `{expected}`, got `{found}`{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+pub struct ValueTypeError {
+    /// The type that was asked for.
+    pub expected: &'static str,
+    /// The type that the value holds.
+    pub found: &'static str,
+    /// More detail, such as a JSON decoding error.
+    pub detail: Option<String>,
+}
+
+impl Value {
+    /// Wraps a port value.
+    pub fn new<T: PortValue>(value: T) -> Self {
+        Value(Arc::new(value))
+    }
+
+    /// Wraps an already shared port value without copying it.
+    pub fn from_arc<T: PortValue>(value: Arc<T>) -> Self {
+        Value(value)
+    }
+
+    /// Wraps a JSON value. A typed consumer decodes it into its port type.
+    pub fn json(value: serde_json::Value) -> Self {
+        Value::new(value)
+    }
+
+    /// The Rust type name of the payload.
+    pub fn type_name(&self) -> &'static str {
+        self.0.type_name()
+    }
+
+    /// Whether the payload is a `T`.
+    pub fn is<T: 'static>(&self) -> bool {
+        self.0.as_any().type_id() == TypeId::of::<T>()
+    }
+
+    /// Borrows the payload as a `T`, if it is one.
+    pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
+        self.0.as_any().downcast_ref::<T>()
+    }
+
+    /// Whether two values share the same payload allocation.
+    pub fn ptr_eq(&self, other: &Value) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Serializes the payload to JSON.
+    ///
+    /// # Errors
+    /// Fails if the payload's `Serialize` implementation fails (for example a
+    /// map with non-string keys).
+    pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        self.0.to_json()
+    }
+
+    /// Reads the payload as a `T`, taking it without a copy when this is the
+    /// last reference, cloning it otherwise.
+    ///
+    /// A JSON payload is decoded into `T`, and any payload is encoded when `T`
+    /// is `serde_json::Value`, so JSON-typed and typed nodes connect.
+    ///
+    /// # Errors
+    /// Fails when the payload is neither a `T` nor convertible through JSON.
+    pub fn take<T: PortValue>(self) -> Result<T, ValueTypeError> {
+        let found = self.type_name();
+        let mismatch = |detail: Option<String>| ValueTypeError {
+            expected: std::any::type_name::<T>(),
+            found,
+            detail,
+        };
+        if TypeId::of::<T>() == TypeId::of::<serde_json::Value>() && !self.is::<T>() {
+            let json = self.to_json().map_err(|e| mismatch(Some(e.to_string())))?;
+            return T::deserialize(json).map_err(|e| mismatch(Some(e.to_string())));
+        }
+        match self.0.into_any_arc().downcast::<T>() {
+            Ok(arc) => Ok(Arc::try_unwrap(arc).unwrap_or_else(|shared| (*shared).clone())),
+            Err(any) => match any.downcast_ref::<serde_json::Value>() {
+                Some(json) => T::deserialize(json).map_err(|e| mismatch(Some(e.to_string()))),
+                None => Err(mismatch(None)),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.debug(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_moves_the_last_reference_and_clones_shared_ones() {
+        let v = Value::new(vec![1u32, 2, 3]);
+        let w = v.clone();
+        assert!(v.ptr_eq(&w));
+        assert_eq!(v.take::<Vec<u32>>().unwrap(), vec![1, 2, 3]);
+        assert_eq!(w.take::<Vec<u32>>().unwrap(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn json_payloads_decode_into_typed_ports_and_back() {
+        let v = Value::json(serde_json::json!({"a": 1}));
+        let m: std::collections::BTreeMap<String, u8> = v.take().unwrap();
+        assert_eq!(m["a"], 1);
+        let typed = Value::new(7u64);
+        assert_eq!(
+            typed.take::<serde_json::Value>().unwrap(),
+            serde_json::json!(7)
+        );
+    }
+
+    #[test]
+    fn mismatches_name_both_types() {
+        let err = Value::new("x".to_string()).take::<u64>().unwrap_err();
+        assert_eq!(err.expected, "u64");
+        assert!(err.to_string().contains("alloc::string::String"), "{err}");
+        let err = Value::json(serde_json::json!("x"))
+            .take::<u64>()
+            .unwrap_err();
+        assert!(err.detail.is_some());
+    }
+}

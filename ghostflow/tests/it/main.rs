@@ -1,0 +1,9 @@
+//! Integration tests, compiled into one binary.
+
+mod common;
+mod derive;
+mod events;
+mod props;
+mod semantics;
+mod send_sync;
+mod validation;

@@ -46,6 +46,7 @@ impl Errors {
 ///
 /// The fallback keeps the rest of the user's crate compiling (an `impl Run`
 /// still finds its `Node` impl), so the errors above are the only ones shown.
+#[derive(Debug)]
 pub(crate) struct Failure {
     /// Every error found, combined.
     pub(crate) error: syn::Error,

@@ -15,6 +15,7 @@
 //! validation (`valid`), then code generation (`expand`) or, when anything
 //! was wrong, all errors at once plus a fallback that keeps the rest of the
 //! crate compiling (`fallback`).
+#![doc(test(attr(deny(warnings))))]
 
 mod ast;
 mod attr;

@@ -3,6 +3,8 @@
 //! Attribute syntax is checked while parsing ([`crate::attr`]); what the
 //! compiler can check better (trait bounds) is left to the generated code.
 
+use std::collections::HashSet;
+
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 use syn::{Data, DeriveInput, Fields, GenericParam, Ident};
@@ -68,7 +70,8 @@ pub(crate) fn ports(item: &PortsStruct<'_>, errors: &mut Errors) {
             ),
         );
     }
-    for (i, field) in fields.iter().enumerate() {
+    let mut names = HashSet::with_capacity(fields.len());
+    for field in fields {
         if let Some(rename) = &field.attrs.name
             && !is_port_name(&field.name)
         {
@@ -80,7 +83,7 @@ pub(crate) fn ports(item: &PortsStruct<'_>, errors: &mut Errors) {
                 ),
             );
         }
-        if fields[..i].iter().any(|earlier| earlier.name == field.name) {
+        if !names.insert(field.name.as_str()) {
             match &field.attrs.name {
                 Some(rename) => {
                     errors.at(rename, format_args!("duplicate port name `{}`", field.name))

@@ -46,6 +46,72 @@
 //! ports structs, default `()`), `name` (the type name, default the struct
 //! name in snake case), `version` (default `"1"`), `category` (default
 //! `"general"`). The doc comment becomes the description.
+//!
+//! # Writing a node, step by step
+//!
+//! 1. **Config.** The struct you derive `Node` on is the node's configuration:
+//!    what stays the same for every run (a URL, a threshold, a template). It
+//!    needs `Serialize`, `Deserialize` and `JsonSchema` (its schema is shown in
+//!    catalogs and checks configs loaded from documents). Field doc comments
+//!    become schema descriptions.
+//! 2. **Ports.** Inputs and outputs are structs with `#[derive(Ports)]`; each
+//!    field is a port. Port types need `Clone + Serialize + Deserialize +
+//!    JsonSchema + Debug + Send + Sync`. Use `Option<T>` for an optional input,
+//!    or for an output that may stay empty (a branch not taken: every node
+//!    that requires it is skipped). Use `()` for "no ports". Use `Arc<T>` for
+//!    large values read by several nodes, so they are shared, not cloned.
+//! 3. **Run.** `impl Run` with one `async fn run(&self, input, ctx)`. It may be
+//!    called more than once (retries), so keep side effects idempotent or
+//!    say so in the description.
+//! 4. **Errors.** `?` turns any error into a *retryable* [`NodeError`]; return
+//!    [`NodeError::permanent`] when retrying cannot help (bad input, 4xx), and
+//!    add [`NodeError::with_retry_after`] when the peer said how long to wait.
+//!    Whether and how often to retry is the flow's [`RetryPolicy`](crate::RetryPolicy),
+//!    not the node's business.
+//! 5. **Context.** [`Context`] gives the run and node ids, the attempt number,
+//!    secrets ([`Context::secret`]; the value prints as `***`), progress
+//!    events ([`Context::progress`], e.g. streamed tokens), and cancellation
+//!    ([`Context::is_cancelled`], [`Context::cancellation_token`] for work you
+//!    spawn). A cancelled or timed-out node's future is dropped at its next
+//!    `.await`, so holding resources in RAII guards is enough to clean up.
+//! 6. **Try it.** Put it in a one-node flow and run it:
+//!
+//! ```
+//! # use ghostflow::prelude::*;
+//! # /// Says hello.
+//! # #[derive(Node, Clone, Debug, Serialize, Deserialize, JsonSchema)]
+//! # #[node(input = Name, output = Greeting)]
+//! # pub struct Hello {}
+//! # /// A name.
+//! # #[derive(Ports)]
+//! # pub struct Name {
+//! #     /// The name.
+//! #     pub name: String,
+//! # }
+//! # /// A greeting.
+//! # #[derive(Ports)]
+//! # pub struct Greeting {
+//! #     /// The greeting.
+//! #     pub text: String,
+//! # }
+//! # impl Run for Hello {
+//! #     async fn run(&self, input: Name, _: &Context) -> Result<Greeting, NodeError> {
+//! #         Ok(Greeting { text: format!("hello {}", input.name) })
+//! #     }
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), ghostflow::Error> {
+//! let mut b = Flow::builder("try-hello");
+//! let name = b.input::<String>("name");
+//! let hello = b.add("hello", Hello {});
+//! b.connect(name, hello.inp().name);
+//! b.output("text", hello.out().text);
+//! let flow = b.build()?;
+//! let outcome = Engine::new().run(&flow, Inputs::new().set("name", "Ada".to_string())).await?;
+//! assert_eq!(outcome.output::<String>("text")?, "hello Ada");
+//! # Ok(())
+//! # }
+//! ```
 
 use std::fmt;
 use std::future::Future;

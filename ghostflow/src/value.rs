@@ -23,8 +23,8 @@ use serde::de::DeserializeOwned;
 /// Implemented automatically for every type that satisfies the bounds.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be used as a port type",
-    label = "port types must be `Clone + Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static`",
-    note = "derive `Clone`, `Serialize`, `Deserialize` and `JsonSchema` for `{Self}`"
+    label = "port types must be `Clone + Debug + Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static`",
+    note = "derive `Clone`, `Debug`, `Serialize`, `Deserialize` and `JsonSchema` for `{Self}`"
 )]
 pub trait PortValue:
     Clone + Serialize + DeserializeOwned + schemars::JsonSchema + fmt::Debug + Send + Sync + 'static

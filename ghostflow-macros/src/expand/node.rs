@@ -9,7 +9,7 @@
 //!   are spanned on the type's name;
 //! - `Ports` for the input and output: `type Input = ..` reuses the tokens of
 //!   the attribute, so the error lands there;
-//! - `Run`: a call of `__assert_run::<Name>` spanned on the type's name.
+//! - `Run`: a call of `must_implement_run::<Name>` spanned on the type's name.
 
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote, quote_spanned};
@@ -66,9 +66,9 @@ pub(crate) fn expand(item: &NodeItem<'_>, run_check: RunCheck) -> TokenStream {
         <Self as #rt::serde::Serialize>::serialize(self, #rt::serde_json::value::Serializer)
     };
     let run_check = (run_check == RunCheck::Emit && !generic).then(|| {
-        let call = quote_spanned!(span=> __assert_run::<#ident>);
+        let call = quote_spanned!(span=> must_implement_run::<#ident>);
         quote! {
-            fn __assert_run<N: #rt::Run>() {}
+            fn must_implement_run<N: #rt::Run>() {}
             let _ = #call;
         }
     });

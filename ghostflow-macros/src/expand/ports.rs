@@ -9,7 +9,11 @@
 //! - `impl Ports for Text`, moving values in and out of per-port slots by
 //!   position;
 //! - one `assert_port_value::<T>()` per field type, aimed at the field type, so
-//!   that a type that cannot travel along an edge is reported there.
+//!   that a type that cannot travel along an edge is reported there, and
+//!   reported once: the impl is bounded by the same requirement (see
+//!   [`bounds`]), so its body adds no errors of its own.
+
+use std::collections::HashSet;
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -40,7 +44,9 @@ pub(crate) fn expand(item: &PortsStruct<'_>, fields: &[PortField<'_>]) -> TokenS
 
 /// The generated handle struct `{Name}Ports<D, ..>`.
 struct Handles<'i, 'a> {
+    /// The ports struct it is generated for.
     item: &'i PortsStruct<'a>,
+    /// The struct's fields, one handle each.
     fields: &'i [PortField<'a>],
     /// Its name.
     ident: Ident,
@@ -51,6 +57,7 @@ struct Handles<'i, 'a> {
 }
 
 impl<'i, 'a> Handles<'i, 'a> {
+    /// Names the handle struct and its direction parameter.
     fn new(item: &'i PortsStruct<'a>, fields: &'i [PortField<'a>]) -> Self {
         let direction = direction_param(item, fields);
         let mut generics = item.original.generics.clone();
@@ -222,7 +229,7 @@ fn ports_impl(
             None => quote!(#rt::Option::None),
         };
         let required = !field.optional;
-        quote!(#rt::PortSpec::of::<#ty>(#name, #description, #required),)
+        quote!(#rt::PortSpec::of::<#ty>(#name, #description, #required))
     });
 
     let slots = if fields.is_empty() {
@@ -264,7 +271,9 @@ fn ports_impl(
             const LEN: usize = #len;
 
             fn port_specs() -> #rt::Vec<#rt::PortSpec> {
-                #rt::Vec::from([#(#specs)*])
+                let mut specs = #rt::Vec::with_capacity(#len);
+                #(specs.push(#specs);)*
+                specs
             }
 
             fn handles<#direction: #rt::Direction>(
@@ -307,17 +316,12 @@ fn bounds(item: &PortsStruct<'_>, fields: &[PortField<'_>]) -> Vec<WherePredicat
             parse_quote!(#ident: #rt::PortValue)
         })
         .collect();
-    let mut seen: Vec<String> = Vec::new();
+    let mut seen = HashSet::new();
     for field in fields {
         let ty = field.ty;
-        if is_type_param(ty, generics) {
+        if is_type_param(ty, generics) || !seen.insert(quote!(#ty).to_string()) {
             continue;
         }
-        let key = quote!(#ty).to_string();
-        if seen.contains(&key) {
-            continue;
-        }
-        seen.push(key);
         predicates.push(if mentions(ty, &params) {
             parse_quote_spanned!(ty.span()=> #ty: #rt::PortValue)
         } else {

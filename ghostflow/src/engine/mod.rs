@@ -11,13 +11,13 @@
 //!   or an upstream node that was skipped) is skipped, and so on downstream
 //!   (dead-path elimination); optional inputs may stay empty;
 //! - each node has a retry policy, a per-attempt timeout and an on-error policy
-//!   ([`NodePolicy`](crate::NodePolicy)), with defaults from the engine;
+//!   ([`NodePolicy`]), with defaults from the engine;
 //! - a failure with on-error `fail`, or [`Execution::cancel`], cancels the
 //!   execution: running nodes' futures are dropped, no node starts any more;
 //! - concurrency limits: engine-wide, and per concurrency key (by default the
 //!   node's type name), across all executions of the engine;
 //! - every transition is reported to the engine's
-//!   [`ExecutionStore`](crate::ExecutionStore) and, as [`Event`](crate::Event)s,
+//!   [`ExecutionStore`] and, as [`Event`](crate::Event)s,
 //!   to its event sinks.
 //!
 //! The engine never creates a tokio runtime: call it from one.

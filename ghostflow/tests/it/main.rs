@@ -4,6 +4,7 @@ mod common;
 mod derive;
 mod events;
 mod props;
+mod readme;
 mod semantics;
 mod send_sync;
 mod validation;

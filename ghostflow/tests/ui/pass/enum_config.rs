@@ -33,5 +33,8 @@ impl Run for ChangeCase {
 fn main() {
     let spec = ChangeCase::spec();
     assert_eq!(spec.type_name, "change_case");
-    assert_eq!(ChangeCase::Upper.config_json().unwrap(), serde_json::json!("upper"));
+    assert_eq!(
+        ChangeCase::Upper.config_json().unwrap(),
+        serde_json::json!("upper")
+    );
 }

@@ -41,7 +41,10 @@ impl Run for CountWords {
             .filter(|w| w.len() >= self.min_len)
             .collect();
         let longest = words.iter().max_by_key(|w| w.len()).map(|w| w.to_string());
-        Ok(WordCount { words: words.len() as u64, longest })
+        Ok(WordCount {
+            words: words.len() as u64,
+            longest,
+        })
     }
 }
 
@@ -50,7 +53,10 @@ fn main() {
     assert_eq!(spec.type_name, "count_words");
     assert_eq!(spec.version, "3");
     assert_eq!(spec.category, "text");
-    assert_eq!(spec.description, "Counts the words in a text.\n\nWords are separated by whitespace.");
+    assert_eq!(
+        spec.description,
+        "Counts the words in a text.\n\nWords are separated by whitespace."
+    );
     assert_eq!(spec.outputs[0].name, "count");
     assert!(!spec.inputs[1].required);
 

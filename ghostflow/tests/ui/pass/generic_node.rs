@@ -40,8 +40,11 @@ impl<T: PortValue> Run for Extract<T> {
             .cloned()
             .map(serde_json::from_value)
             .transpose()
-            .map_err(NodeError::permanent)?;
-        Ok(Extracted { value, all: Vec::new() })
+            .map_err(|e| NodeError::permanent(e.to_string()))?;
+        Ok(Extracted {
+            value,
+            all: Vec::new(),
+        })
     }
 }
 
@@ -53,7 +56,13 @@ fn main() {
 
     let mut b = Flow::builder("extract");
     let doc = b.input::<serde_json::Value>("doc");
-    let extract = b.add("extract", Extract::<u64> { pointer: "/n".into(), _marker: PhantomData });
+    let extract = b.add(
+        "extract",
+        Extract::<u64> {
+            pointer: "/n".into(),
+            _marker: PhantomData,
+        },
+    );
     b.connect(doc, extract.inp().json);
     let value: ghostflow::Port<ghostflow::Out, u64> = extract.out().value;
     b.output("n", value);

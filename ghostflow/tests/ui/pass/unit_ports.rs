@@ -25,7 +25,9 @@ pub struct Nothing {}
 
 impl Run for Hello {
     async fn run(&self, _input: (), _ctx: &Context) -> Result<Greeting, NodeError> {
-        Ok(Greeting { text: "hello".into() })
+        Ok(Greeting {
+            text: "hello".into(),
+        })
     }
 }
 

@@ -1,0 +1,14 @@
+use ghostflow::prelude::*;
+
+/// Counts words.
+#[derive(Node, Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[node(version = 2)]
+pub struct CountWords {}
+
+impl Run for CountWords {
+    async fn run(&self, _input: (), _ctx: &Context) -> Result<(), NodeError> {
+        Ok(())
+    }
+}
+
+fn main() {}

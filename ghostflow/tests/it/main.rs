@@ -7,4 +7,5 @@ mod props;
 mod readme;
 mod semantics;
 mod send_sync;
+mod spans;
 mod validation;

@@ -1,0 +1,177 @@
+//! Measuring: interleaved samples of build and run time, and peak memory in
+//! a child process per cell.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::runtime::Runtime;
+
+use crate::contender::{Built, Contender};
+use crate::shapes::Shape;
+
+/// A tokio runtime flavor under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flavor {
+    /// The multi-thread runtime with two workers.
+    MultiThread,
+    /// The current-thread runtime.
+    CurrentThread,
+}
+
+impl Flavor {
+    /// Both flavors, multi-thread first.
+    pub const ALL: [Flavor; 2] = [Flavor::MultiThread, Flavor::CurrentThread];
+
+    /// Short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::MultiThread => "multi_thread",
+            Flavor::CurrentThread => "current_thread",
+        }
+    }
+
+    /// Parses [`Flavor::name`].
+    pub fn parse(s: &str) -> Option<Flavor> {
+        Flavor::ALL.into_iter().find(|f| f.name() == s)
+    }
+
+    /// A fresh runtime of this flavor.
+    pub fn runtime(self) -> Runtime {
+        let mut builder = match self {
+            Flavor::MultiThread => {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(2);
+                b
+            }
+            Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        };
+        builder.enable_all().build().expect("a tokio runtime")
+    }
+}
+
+/// How many runs one sample times together, so that a sample of a tiny
+/// shape lasts long enough to be measured (about 20,000 nodes per sample).
+pub fn batch_size(shape: &Shape) -> usize {
+    (20_000 / shape.len().max(1)).clamp(1, 2_000)
+}
+
+/// One timed sample: the build and run time of one run, averaged over a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// Build time per run.
+    pub build: Duration,
+    /// Run time per run.
+    pub run: Duration,
+}
+
+/// Builds `batch` instances of `shape` (timed), then runs them one after the
+/// other on one runtime task (timed), checking each result.
+///
+/// # Panics
+/// When a run's result differs from the sequential reference: a contender
+/// that skips work must not produce a figure.
+pub fn sample(
+    rt: &Runtime,
+    contender: &dyn Contender,
+    shape: &Arc<Shape>,
+    expected: u64,
+    batch: usize,
+) -> Sample {
+    let (built, build) = {
+        let _guard = rt.enter();
+        let began = Instant::now();
+        let built: Vec<Box<dyn Built>> = (0..batch).map(|_| contender.build(shape)).collect();
+        (built, began.elapsed())
+    };
+    let name = contender.name();
+    let shape_name = shape.name;
+    let run = rt
+        .block_on(rt.spawn(async move {
+            let began = Instant::now();
+            for one in built {
+                let got = one.run().await;
+                assert_eq!(
+                    got, expected,
+                    "{name} computed a wrong result on {shape_name}"
+                );
+            }
+            began.elapsed()
+        }))
+        .expect("a benchmark run panicked");
+    let per_run = |d: Duration| d / batch as u32;
+    Sample {
+        build: per_run(build),
+        run: per_run(run),
+    }
+}
+
+/// Median and 90th percentile of a set of durations.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Summary {
+    /// Median, in nanoseconds.
+    pub median_ns: u64,
+    /// 90th percentile, in nanoseconds.
+    pub p90_ns: u64,
+}
+
+impl Summary {
+    /// Summarizes `values` (not empty).
+    pub fn of(values: &mut [Duration]) -> Summary {
+        values.sort_unstable();
+        let at = |q: f64| {
+            let i = ((values.len() - 1) as f64 * q).round() as usize;
+            values[i].as_nanos() as u64
+        };
+        Summary {
+            median_ns: at(0.5),
+            p90_ns: at(0.9),
+        }
+    }
+}
+
+/// Peak resident memory of building and running one shape, above the same
+/// process before it built anything.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Memory {
+    /// Resident set size before building, in KiB.
+    pub baseline_kib: u64,
+    /// Peak resident set size above the baseline, in KiB.
+    pub peak_above_kib: u64,
+}
+
+/// Reads a `kB` field of `/proc/self/status`.
+pub fn proc_status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Builds and runs `shape` once in this process and reports the peak memory
+/// above what the process used before. Meant for a fresh child process.
+///
+/// The high-water mark is reset (`/proc/self/clear_refs`) after the runtime
+/// and the shape exist, so it measures the contender alone.
+pub fn measure_memory(flavor: Flavor, contender: &dyn Contender, shape: Shape) -> Option<Memory> {
+    let rt = flavor.runtime();
+    let shape = Arc::new(shape);
+    let expected = shape.reference();
+    // Start the workers and touch their stacks, as a run would.
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..4).map(|_| tokio::spawn(async {})).collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+    let baseline = proc_status_kib("VmRSS")?;
+    std::fs::write("/proc/self/clear_refs", "5").ok()?;
+    let _ = sample(&rt, contender, &shape, expected, 1);
+    let peak = proc_status_kib("VmHWM")?;
+    Some(Memory {
+        baseline_kib: baseline,
+        peak_above_kib: peak.saturating_sub(baseline),
+    })
+}

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -15,11 +16,32 @@ use crate::event::EventKind;
 /// Handed to [`Run::run`](crate::Run::run) on every attempt.
 pub struct Context {
     pub(crate) run: Arc<RunShared>,
-    pub(crate) node_index: u32,
-    pub(crate) attempt: u32,
+    /// The node and attempt being run. The engine reuses one context for the
+    /// nodes that one task runs one after the other, and sets these before
+    /// each attempt; a node only sees its own values.
+    node_index: AtomicU32,
+    attempt: AtomicU32,
 }
 
 impl Context {
+    pub(crate) fn new(run: Arc<RunShared>) -> Self {
+        Context {
+            run,
+            node_index: AtomicU32::new(0),
+            attempt: AtomicU32::new(0),
+        }
+    }
+
+    /// Points the context at `attempt` of node `index`.
+    pub(crate) fn set_node(&self, index: u32, attempt: u32) {
+        self.node_index.store(index, Ordering::Relaxed);
+        self.attempt.store(attempt, Ordering::Relaxed);
+    }
+
+    fn index(&self) -> u32 {
+        self.node_index.load(Ordering::Relaxed)
+    }
+
     /// Id of the execution.
     pub fn run_id(&self) -> RunId {
         self.run.run_id
@@ -27,29 +49,29 @@ impl Context {
 
     /// Id of this node in its flow.
     pub fn node_id(&self) -> &str {
-        &self.run.flow.nodes()[self.node_index as usize].id
+        &self.run.node(self.index()).id
     }
 
     /// The attempt number, starting at 1.
     pub fn attempt(&self) -> u32 {
-        self.attempt
+        self.attempt.load(Ordering::Relaxed)
     }
 
     /// Whether the execution was cancelled (or failed elsewhere). The engine
     /// drops a cancelled node's future at its next `.await`; long synchronous
     /// loops can check this to stop sooner.
     pub fn is_cancelled(&self) -> bool {
-        self.run.cancel.is_cancelled()
+        self.run.is_cancelled()
     }
 
     /// Resolves when the execution is cancelled.
     pub async fn cancelled(&self) {
-        self.run.cancel.cancelled().await
+        self.run.cancelled().await
     }
 
     /// A token that is cancelled with the execution, to hand to spawned work.
     pub fn cancellation_token(&self) -> CancellationToken {
-        self.run.cancel.child_token()
+        self.run.token().child_token()
     }
 
     /// Reads a secret.
@@ -74,9 +96,10 @@ impl Context {
             let data = serde_json::to_value(data).unwrap_or_else(|e| {
                 serde_json::Value::String(format!("<progress not serializable: {e}>"))
             });
-            emitter.emit(EventKind::NodeProgress {
-                node: self.run.flow.nodes()[self.node_index as usize].id.clone(),
-                index: self.node_index,
+            let index = self.index();
+            emitter.emit(|| EventKind::NodeProgress {
+                node: self.run.node(index).id.clone(),
+                index,
                 data,
             });
         }
@@ -88,7 +111,7 @@ impl fmt::Debug for Context {
         f.debug_struct("Context")
             .field("run_id", &self.run.run_id)
             .field("node_id", &self.node_id())
-            .field("attempt", &self.attempt)
+            .field("attempt", &self.attempt())
             .field("cancelled", &self.is_cancelled())
             .finish_non_exhaustive()
     }

@@ -150,6 +150,9 @@ pub(crate) struct Emitter(Option<Arc<EmitterInner>>);
 struct EmitterInner {
     run_id: RunId,
     started: Instant,
+    /// Wall-clock time at `started`: event times are derived from it, so an
+    /// event reads one clock, not two.
+    started_wall: SystemTime,
     sinks: Vec<Arc<dyn EventSink>>,
     own: Option<Arc<ExecutionEvents>>,
     payloads: bool,
@@ -159,6 +162,7 @@ impl Emitter {
     pub(crate) fn new(
         run_id: RunId,
         started: Instant,
+        started_wall: SystemTime,
         sinks: &[Arc<dyn EventSink>],
         own: Option<Arc<ExecutionEvents>>,
     ) -> Self {
@@ -169,6 +173,7 @@ impl Emitter {
         Emitter(Some(Arc::new(EmitterInner {
             run_id,
             started,
+            started_wall,
             sinks: sinks.to_vec(),
             own,
             payloads,
@@ -183,12 +188,16 @@ impl Emitter {
         self.0.as_ref().is_some_and(|i| i.payloads)
     }
 
-    pub(crate) fn emit(&self, kind: EventKind) {
+    /// Emits the event that `kind` makes; `kind` is only called when
+    /// someone listens.
+    pub(crate) fn emit(&self, kind: impl FnOnce() -> EventKind) {
         let Some(inner) = &self.0 else { return };
+        let kind = kind();
+        let elapsed = inner.started.elapsed();
         let event = Event {
             run_id: inner.run_id,
-            elapsed: inner.started.elapsed(),
-            time: SystemTime::now(),
+            elapsed,
+            time: inner.started_wall + elapsed,
             kind,
         };
         for sink in &inner.sinks {

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
@@ -15,6 +16,7 @@ use serde::Serialize;
 
 use crate::RunId;
 use crate::event::RunStatus;
+use crate::flow::Flow;
 use crate::value::Value;
 
 /// The state of one node in one execution.
@@ -61,18 +63,6 @@ pub struct NodeRecord {
     pub outputs: Option<Arc<[Option<Value>]>>,
 }
 
-impl NodeRecord {
-    pub(crate) fn pending() -> Self {
-        NodeRecord {
-            status: NodeStatus::Pending,
-            attempts: 0,
-            busy: Duration::ZERO,
-            error: None,
-            outputs: None,
-        }
-    }
-}
-
 /// The state of one execution, as plain data.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExecutionState {
@@ -104,8 +94,23 @@ impl ExecutionState {
     }
 }
 
+/// What a store is told when an execution starts.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ExecutionStart<'a> {
+    /// The execution.
+    pub run_id: RunId,
+    /// The flow it runs: its name, node ids and specs. A store that needs
+    /// them later can keep a clone (cheap: a `Flow` is shared).
+    pub flow: &'a Flow,
+    /// When it started.
+    pub started: SystemTime,
+    /// The flow inputs, by name.
+    pub inputs: &'a [(String, Value)],
+}
+
 /// Receives the transitions of one execution. Calls come from the executing
-/// tasks, possibly in parallel; keep them quick.
+/// tasks, possibly in parallel, on the engine's hot path: keep them quick.
 pub trait ExecutionRecorder: Send + Sync + 'static {
     /// Node `index` changed.
     fn node_changed(&self, index: u32, record: &NodeRecord);
@@ -115,8 +120,9 @@ pub trait ExecutionRecorder: Send + Sync + 'static {
 
 /// Where executions are recorded.
 pub trait ExecutionStore: Send + Sync + fmt::Debug + 'static {
-    /// An execution starts; returns the recorder for its transitions.
-    fn begin(&self, state: ExecutionState) -> Arc<dyn ExecutionRecorder>;
+    /// An execution starts; returns the recorder for its transitions. Every
+    /// node is pending until the recorder hears otherwise.
+    fn begin(&self, start: &ExecutionStart<'_>) -> Arc<dyn ExecutionRecorder>;
     /// The state of a recorded execution.
     fn load(&self, run_id: RunId) -> Option<ExecutionState>;
 
@@ -129,18 +135,26 @@ pub trait ExecutionStore: Send + Sync + fmt::Debug + 'static {
     }
 }
 
-/// Keeps the most recent executions in memory (1,024 by default).
+/// Keeps the most recent executions in memory: by default up to 1,024
+/// executions and 1,048,576 node records in all (about 16 MiB), whichever
+/// limit is reached first; the oldest execution goes first. The most recent
+/// execution is always kept, whatever its size.
+///
+/// Recording a transition is a few atomic stores; only errors and (with
+/// [`with_outputs`](Self::with_outputs)) outputs take a lock.
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     inner: Arc<Mutex<MemoryInner>>,
+    keep_outputs: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
 struct MemoryInner {
     capacity: usize,
-    keep_outputs: bool,
+    max_nodes: usize,
+    nodes: usize,
     order: VecDeque<RunId>,
-    runs: HashMap<RunId, Arc<Mutex<ExecutionState>>>,
+    runs: HashMap<RunId, Arc<MemoryRun>>,
 }
 
 impl Default for MemoryStore {
@@ -150,7 +164,7 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// A store keeping 1,024 executions.
+    /// A store keeping 1,024 executions and 1,048,576 node records.
     pub fn new() -> Self {
         Self::default()
     }
@@ -160,18 +174,28 @@ impl MemoryStore {
         MemoryStore {
             inner: Arc::new(Mutex::new(MemoryInner {
                 capacity: capacity.max(1),
-                keep_outputs: false,
+                max_nodes: 1 << 20,
+                nodes: 0,
                 order: VecDeque::new(),
                 runs: HashMap::new(),
             })),
+            keep_outputs: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Keeps at most `max` node records over all stored executions (the most
+    /// recent execution is kept even when it alone has more).
+    #[must_use]
+    pub fn with_max_node_records(self, max: usize) -> Self {
+        self.inner.lock().max_nodes = max;
+        self
     }
 
     /// Also keeps every node's outputs (checkpoints), readable through
     /// [`NodeRecord::outputs`].
     #[must_use]
     pub fn with_outputs(self) -> Self {
-        self.inner.lock().keep_outputs = true;
+        self.keep_outputs.store(true, Ordering::Relaxed);
         self
     }
 
@@ -181,45 +205,173 @@ impl MemoryStore {
     }
 }
 
-struct MemoryRecorder(Arc<Mutex<ExecutionState>>);
+/// One execution in a [`MemoryStore`].
+#[derive(Debug)]
+struct MemoryRun {
+    run_id: RunId,
+    flow: Flow,
+    started: SystemTime,
+    inputs: Vec<(String, Value)>,
+    status: AtomicU8,
+    error: Mutex<Option<String>>,
+    nodes: Box<[MemoryNode]>,
+    /// Errors and outputs, which most transitions do not have.
+    extras: Mutex<HashMap<u32, Extras>>,
+}
 
-impl ExecutionRecorder for MemoryRecorder {
+#[derive(Debug, Default)]
+struct MemoryNode {
+    status: AtomicU8,
+    attempts: AtomicU32,
+    busy_ns: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Extras {
+    error: Option<String>,
+    outputs: Option<Arc<[Option<Value>]>>,
+}
+
+const NODE_STATUSES: [NodeStatus; 7] = [
+    NodeStatus::Pending,
+    NodeStatus::Running,
+    NodeStatus::Succeeded,
+    NodeStatus::Failed,
+    NodeStatus::Skipped,
+    NodeStatus::Cancelled,
+    NodeStatus::NotRun,
+];
+
+const RUN_STATUSES: [RunStatus; 4] = [
+    RunStatus::Running,
+    RunStatus::Succeeded,
+    RunStatus::Failed,
+    RunStatus::Cancelled,
+];
+
+impl NodeStatus {
+    pub(crate) fn code(self) -> u8 {
+        NODE_STATUSES.iter().position(|s| *s == self).unwrap_or(0) as u8
+    }
+
+    pub(crate) fn from_code(code: u8) -> NodeStatus {
+        NODE_STATUSES
+            .get(code as usize)
+            .copied()
+            .unwrap_or(NodeStatus::Pending)
+    }
+}
+
+fn run_status_code(status: RunStatus) -> u8 {
+    RUN_STATUSES.iter().position(|s| *s == status).unwrap_or(0) as u8
+}
+
+impl ExecutionRecorder for MemoryRun {
     fn node_changed(&self, index: u32, record: &NodeRecord) {
-        if let Some(slot) = self.0.lock().nodes.get_mut(index as usize) {
-            *slot = record.clone();
+        let Some(node) = self.nodes.get(index as usize) else {
+            return;
+        };
+        node.attempts.store(record.attempts, Ordering::Relaxed);
+        node.busy_ns.store(
+            record.busy.as_nanos().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+        if record.error.is_some() || record.outputs.is_some() {
+            let mut extras = self.extras.lock();
+            let entry = extras.entry(index).or_default();
+            if let Some(error) = &record.error {
+                entry.error = Some(error.clone());
+            }
+            if let Some(outputs) = &record.outputs {
+                entry.outputs = Some(outputs.clone());
+            }
         }
+        node.status.store(record.status.code(), Ordering::Release);
     }
 
     fn finished(&self, status: RunStatus, error: Option<&str>) {
-        let mut state = self.0.lock();
-        state.status = status;
-        state.error = error.map(str::to_owned);
+        *self.error.lock() = error.map(str::to_owned);
+        self.status
+            .store(run_status_code(status), Ordering::Release);
+    }
+}
+
+impl MemoryRun {
+    fn state(&self) -> ExecutionState {
+        let extras = self.extras.lock();
+        let status = RUN_STATUSES
+            .get(self.status.load(Ordering::Acquire) as usize)
+            .copied()
+            .unwrap_or(RunStatus::Running);
+        ExecutionState {
+            run_id: self.run_id,
+            flow: self.flow.name().to_owned(),
+            status,
+            started: self.started,
+            error: self.error.lock().clone(),
+            node_ids: self.flow.nodes().iter().map(|n| n.id.clone()).collect(),
+            nodes: self
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, node)| {
+                    let extra = extras.get(&(i as u32));
+                    NodeRecord {
+                        status: NodeStatus::from_code(node.status.load(Ordering::Acquire)),
+                        attempts: node.attempts.load(Ordering::Relaxed),
+                        busy: Duration::from_nanos(node.busy_ns.load(Ordering::Relaxed)),
+                        error: extra.and_then(|e| e.error.clone()),
+                        outputs: extra.and_then(|e| e.outputs.clone()),
+                    }
+                })
+                .collect(),
+            inputs: self.inputs.clone(),
+        }
     }
 }
 
 impl ExecutionStore for MemoryStore {
-    fn begin(&self, state: ExecutionState) -> Arc<dyn ExecutionRecorder> {
-        let run_id = state.run_id;
-        let shared = Arc::new(Mutex::new(state));
-        let mut inner = self.inner.lock();
-        while inner.order.len() >= inner.capacity {
-            if let Some(old) = inner.order.pop_front() {
-                inner.runs.remove(&old);
+    fn begin(&self, start: &ExecutionStart<'_>) -> Arc<dyn ExecutionRecorder> {
+        let nodes = start.flow.nodes().len();
+        let run = Arc::new(MemoryRun {
+            run_id: start.run_id,
+            flow: start.flow.clone(),
+            started: start.started,
+            inputs: start.inputs.to_vec(),
+            status: AtomicU8::new(run_status_code(RunStatus::Running)),
+            error: Mutex::new(None),
+            nodes: (0..nodes).map(|_| MemoryNode::default()).collect(),
+            extras: Mutex::new(HashMap::new()),
+        });
+        let mut evicted = Vec::new();
+        {
+            let mut inner = self.inner.lock();
+            while !inner.order.is_empty()
+                && (inner.order.len() >= inner.capacity || inner.nodes + nodes > inner.max_nodes)
+            {
+                if let Some(old) = inner.order.pop_front()
+                    && let Some(old) = inner.runs.remove(&old)
+                {
+                    inner.nodes -= old.nodes.len();
+                    evicted.push(old);
+                }
             }
+            inner.order.push_back(start.run_id);
+            inner.nodes += nodes;
+            inner.runs.insert(start.run_id, run.clone());
         }
-        inner.order.push_back(run_id);
-        inner.runs.insert(run_id, shared.clone());
-        Arc::new(MemoryRecorder(shared))
+        // Old executions are freed outside the lock.
+        drop(evicted);
+        run
     }
 
     fn keeps_outputs(&self) -> bool {
-        self.inner.lock().keep_outputs
+        self.keep_outputs.load(Ordering::Relaxed)
     }
 
     fn load(&self, run_id: RunId) -> Option<ExecutionState> {
         let run = self.inner.lock().runs.get(&run_id).cloned()?;
-        let state = run.lock().clone();
-        Some(state)
+        Some(run.state())
     }
 }
 

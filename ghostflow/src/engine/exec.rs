@@ -1,31 +1,36 @@
 //! The executor: spawn-on-ready with inline successors.
 //!
 //! Each execution is one [`RunShared`]: per-node atomic pending counters and
-//! input slots, shared by the tasks ("workers") that run nodes. A worker runs
-//! a node, delivers its outputs to the successors' slots, and decrements their
-//! counters; of the successors that became ready it runs one itself and spawns
-//! a worker for each other. The last worker to finish completes the execution.
-//! No lock is held across a node, and nothing is allocated per edge beyond the
-//! value's `Arc` clone.
+//! a flat array of input slots, shared by the tasks ("workers") that run
+//! nodes. A worker runs a node, delivers its outputs to the successors'
+//! slots, and decrements their counters; of the successors that became ready
+//! it runs one itself and spawns a worker for each other. The last worker to
+//! finish completes the execution.
+//!
+//! The hot path holds no lock across a node and allocates, per node, only
+//! the node's future and its output values: a worker owns one [`Context`]
+//! for all the nodes it runs, and recycles the vectors that carry a node's
+//! inputs and outputs.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
 use parking_lot::Mutex;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Engine, EngineInner, Execution, Inputs, NodeSummary, Outcome, RunId};
+use super::{Engine, EngineInner, Execution, Inputs, NodeResult, Outcome, RunId};
 use crate::context::{Context, Secrets};
 use crate::error::{Error, NodeError};
 use crate::event::{Emitter, EventKind, EventStream, ExecutionEvents, RunStatus};
-use crate::flow::{Flow, FlowNode, NodeFailure};
+use crate::flow::{Flow, FlowNode, NodeFailure, Target};
 use crate::policy::OnError;
-use crate::store::{ExecutionRecorder, ExecutionState, NodeRecord, NodeStatus};
+use crate::store::{ExecutionRecorder, ExecutionStart, NodeRecord, NodeStatus};
 use crate::value::Value;
 
 /// Runtime state of one node in one execution.
@@ -37,8 +42,6 @@ struct NodeState {
     status: AtomicU8,
     attempts: AtomicU32,
     busy_ns: AtomicU64,
-    /// Input slots; allocated on the first delivered value.
-    inputs: Mutex<Vec<Option<Value>>>,
 }
 
 /// Everything one execution shares between its workers.
@@ -46,39 +49,38 @@ pub(crate) struct RunShared {
     pub(crate) run_id: RunId,
     pub(crate) flow: Flow,
     pub(crate) engine: Arc<EngineInner>,
-    pub(crate) cancel: CancellationToken,
+    /// Set when the execution is cancelled or failed: checking it is one
+    /// atomic load.
+    cancelled: AtomicBool,
+    /// Wakes what waits for cancellation. Made on first use: most runs never
+    /// have a node that waits, so most runs never pay for one.
+    token: OnceLock<CancellationToken>,
     pub(crate) emitter: Emitter,
     pub(crate) secrets: Arc<dyn Secrets>,
     log: Option<Arc<ExecutionEvents>>,
     recorder: Arc<dyn ExecutionRecorder>,
     keep_outputs: bool,
     nodes: Box<[NodeState]>,
+    /// One slot per input port of every node, numbered by the plan.
+    slots: Box<[Mutex<Option<Value>>]>,
     key_limits: Option<Box<[Option<Arc<Semaphore>>]>>,
+    /// Live workers; the last one completes the execution.
     inflight: AtomicUsize,
-    user_cancelled: AtomicBool,
+    /// Ready nodes that no worker has taken yet.
+    queue: Mutex<Vec<u32>>,
+    /// Workers able to take queued nodes now (not waiting inside a node).
+    active: AtomicUsize,
+    /// How many workers may be active at once: the runtime's worker threads.
+    parallelism: usize,
     failure: Mutex<Option<Error>>,
     outputs: Mutex<Vec<Option<Value>>>,
-    done: Mutex<Option<oneshot::Sender<Result<Outcome, Error>>>>,
+    /// The result, once the last worker has finished.
+    result: Mutex<Option<Result<Outcome, Error>>>,
+    /// Signalled when `result` is set.
+    finished: Notify,
     started: Instant,
     span: tracing::Span,
 }
-
-const STATUSES: [NodeStatus; 7] = [
-    NodeStatus::Pending,
-    NodeStatus::Running,
-    NodeStatus::Succeeded,
-    NodeStatus::Failed,
-    NodeStatus::Skipped,
-    NodeStatus::Cancelled,
-    NodeStatus::NotRun,
-];
-
-fn status_code(status: NodeStatus) -> u8 {
-    STATUSES.iter().position(|s| *s == status).unwrap_or(0) as u8
-}
-
-/// Where the result of an execution arrives.
-type Done = oneshot::Receiver<Result<Outcome, Error>>;
 
 /// How the attempts of one node ended.
 enum Attempted {
@@ -87,41 +89,58 @@ enum Attempted {
     Cancelled,
 }
 
+/// A worker waiting: counts it as active again when dropped.
+struct Blocked<'a>(&'a Arc<RunShared>);
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Vectors of input and output slots kept by a worker for reuse: at most
+/// this many, each of at most [`SPARE_CAPACITY`] slots.
+const SPARES: usize = 8;
+const SPARE_CAPACITY: usize = 64;
+
 pub(super) async fn run_inline(
     engine: &Engine,
     flow: &Flow,
     inputs: Inputs,
 ) -> Result<Outcome, Error> {
-    let (run, done) = prepare(engine, flow, inputs, false)?;
+    let run = prepare(engine, flow, inputs, false)?;
     let cancel_on_drop = CancelOnDrop(Some(run.clone()));
     let roots = &flow.0.plan.roots;
-    run.inflight.store(roots.len(), Ordering::Relaxed);
     if let Some((&first, rest)) = roots.split_first() {
-        for &node in rest {
-            tokio::spawn(worker(run.clone(), node));
-        }
-        worker(run.clone(), first).await;
+        // The caller's task is the first worker.
+        run.inflight.store(1, Ordering::Relaxed);
+        run.active.store(1, Ordering::Relaxed);
+        run.queue.lock().extend(rest.iter().rev());
+        let mut worker = Worker::new(run.clone());
+        worker.next = Some(first);
+        worker.share(rest.len());
+        worker.work().await;
     } else {
         run.finish();
     }
-    let result = done.await.unwrap_or(Err(Error::Cancelled));
+    let result = run.wait().await;
     cancel_on_drop.disarm();
     result
 }
 
 pub(super) fn start(engine: &Engine, flow: &Flow, inputs: Inputs) -> Result<Execution, Error> {
-    let (run, done) = prepare(engine, flow, inputs, true)?;
+    let run = prepare(engine, flow, inputs, true)?;
     let roots = &flow.0.plan.roots;
-    run.inflight.store(roots.len(), Ordering::Relaxed);
-    if roots.is_empty() {
+    // This call counts as a worker while it spawns the first ones, so that
+    // they cannot complete the execution before all of them exist.
+    run.inflight.store(1, Ordering::Relaxed);
+    run.queue.lock().extend(roots.iter().rev());
+    run.spawn_helpers(roots.len());
+    if run.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
         run.finish();
-    }
-    for &node in roots.iter() {
-        tokio::spawn(worker(run.clone(), node));
     }
     Ok(Execution {
         shared: run,
-        done: Some(done),
         detached: false,
     })
 }
@@ -143,37 +162,95 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Counts a worker; the last one to go completes the execution, even when
-/// its future is dropped mid-node.
-struct WorkerGuard(Arc<RunShared>);
+/// A task that runs nodes: the one it was started with, then ready
+/// successors, keeping one for itself after each node (no spawn, warm
+/// caches) and putting the others on the execution's ready queue, which the
+/// execution's workers share.
+///
+/// Its `Drop` counts it out; the last worker of an execution completes it,
+/// even when the worker's future is dropped mid-node.
+struct Worker {
+    /// The context handed to every node this worker runs; it holds the
+    /// worker's reference on the execution.
+    ctx: Context,
+    /// The node to run next, before looking at the shared queue.
+    next: Option<u32>,
+    /// Successors made ready by the node that just ran.
+    ready: Vec<u32>,
+    /// Recycled slot vectors.
+    spare: Vec<Vec<Option<Value>>>,
+    /// When the previous node's attempt ended, if this worker went straight
+    /// on: the next attempt's start, read from the clock once, not twice.
+    clock: Option<Instant>,
+    /// The last node this worker ran kept it busy for long: nodes of this
+    /// flow may be CPU-heavy, so queued work should get helpers at once.
+    slow: bool,
+}
 
-impl Drop for WorkerGuard {
+impl Drop for Worker {
     fn drop(&mut self) {
-        if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.finish();
+        let run = &self.ctx.run;
+        if run.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            run.finish();
         }
     }
 }
 
-async fn worker(run: Arc<RunShared>, first: u32) {
-    let guard = WorkerGuard(run);
-    let run = &guard.0;
-    let mut ready = Vec::new();
-    let mut next = Some(first);
-    while let Some(node) = next {
-        run.execute(node, &mut ready).await;
-        next = ready.pop();
-        for other in ready.drain(..) {
-            spawn_worker(run, other);
+/// Queued ready nodes beyond which a worker asks for helpers: fewer are run
+/// by the workers already there, which is cheaper than a spawn when nodes
+/// are quick (a node that has to wait, or runs long, gets helpers at once).
+const HELP_THRESHOLD: usize = 16;
+
+/// A node attempt that ran at least this long marks its worker as `slow`.
+const SLOW_NODE: Duration = Duration::from_micros(50);
+
+impl Worker {
+    fn new(run: Arc<RunShared>) -> Self {
+        Worker {
+            ctx: Context::new(run),
+            next: None,
+            ready: Vec::new(),
+            spare: Vec::new(),
+            clock: None,
+            slow: false,
         }
     }
-}
 
-/// Spawns a worker for `node`. A separate function, so that the recursive
-/// spawn inside [`worker`] does not need `worker`'s own future type.
-fn spawn_worker(run: &Arc<RunShared>, node: u32) {
-    run.inflight.fetch_add(1, Ordering::Relaxed);
-    tokio::spawn(worker(run.clone(), node));
+    /// Runs nodes until there are none left to take.
+    async fn work(mut self) {
+        loop {
+            let node = match self.next.take() {
+                Some(node) => node,
+                None => match self.ctx.run.pop() {
+                    Some(node) => node,
+                    None => {
+                        if self.ctx.run.retire() {
+                            return;
+                        }
+                        continue;
+                    }
+                },
+            };
+            self.execute(node).await;
+            self.next = self.ready.pop();
+            if !self.ready.is_empty() {
+                let queued = {
+                    let mut queue = self.ctx.run.queue.lock();
+                    queue.append(&mut self.ready);
+                    queue.len()
+                };
+                self.share(queued);
+            }
+        }
+    }
+
+    /// Asks for helpers when `queued` nodes wait and this worker alone
+    /// would be slow to get through them.
+    fn share(&self, queued: usize) {
+        if queued > 0 && (queued >= HELP_THRESHOLD || self.slow) {
+            self.ctx.run.spawn_helpers(queued);
+        }
+    }
 }
 
 fn prepare(
@@ -181,14 +258,14 @@ fn prepare(
     flow: &Flow,
     inputs: Inputs,
     keep_log: bool,
-) -> Result<(Arc<RunShared>, Done), Error> {
+) -> Result<Arc<RunShared>, Error> {
     let plan = &flow.0.plan;
     let declared = flow.inputs();
-    let mut by_position: Vec<Option<Value>> = vec![None; declared.len()];
-    for (name, value) in inputs.0 {
-        let Some(position) = declared.iter().position(|p| p.name == name) else {
+    let mut by_position: Vec<Option<&Value>> = vec![None; declared.len()];
+    for (name, value) in &inputs.0 {
+        let Some(position) = declared.iter().position(|p| p.name == *name) else {
             return Err(Error::UnknownInput {
-                name,
+                name: name.clone(),
                 declared: declared
                     .iter()
                     .map(|p| p.name.as_str())
@@ -200,7 +277,7 @@ fn prepare(
         let json_port = port.type_name == std::any::type_name::<serde_json::Value>();
         if value.type_name() != port.type_name && !value.is::<serde_json::Value>() && !json_port {
             return Err(Error::InputType {
-                name,
+                name: name.clone(),
                 expected: port.type_name.clone(),
                 found: value.type_name().to_owned(),
             });
@@ -219,24 +296,21 @@ fn prepare(
         .map(|&pending| NodeState {
             pending: AtomicU32::new(pending),
             dead: AtomicBool::new(false),
-            status: AtomicU8::new(0),
+            status: AtomicU8::new(NodeStatus::Pending.code()),
             attempts: AtomicU32::new(0),
             busy_ns: AtomicU64::new(0),
-            inputs: Mutex::new(Vec::new()),
         })
         .collect();
+    let mut slots: Box<[Mutex<Option<Value>>]> =
+        plan.required.iter().map(|_| Mutex::new(None)).collect();
     for (position, targets) in plan.input_targets.iter().enumerate() {
-        for &(node, slot) in targets.iter() {
-            let mut slots = nodes[node as usize].inputs.lock();
-            if slots.is_empty() {
-                slots.resize(flow.0.nodes[node as usize].spec.inputs.len(), None);
-            }
-            slots[slot as usize].clone_from(&by_position[position]);
+        for target in targets.iter() {
+            *slots[target.slot as usize].get_mut() = by_position[position].cloned();
         }
     }
     let mut outputs = vec![None; flow.outputs().len()];
     for &(output, input) in plan.passthrough.iter() {
-        outputs[output as usize].clone_from(&by_position[input as usize]);
+        outputs[output as usize] = by_position[input as usize].cloned();
     }
 
     let inner = &engine.0;
@@ -255,52 +329,261 @@ fn prepare(
             .collect()
     });
 
-    let run_id = RunId::new();
     let started = Instant::now();
+    let started_wall = SystemTime::now();
+    let run_id = RunId::at(started_wall);
     let log = keep_log.then(|| Arc::new(ExecutionEvents::default()));
-    let emitter = Emitter::new(run_id, started, &inner.sinks, log.clone());
-    let recorder = inner.store.begin(ExecutionState {
+    let emitter = Emitter::new(run_id, started, started_wall, &inner.sinks, log.clone());
+    let recorder = inner.store.begin(&ExecutionStart {
         run_id,
-        flow: flow.name().to_owned(),
-        status: RunStatus::Running,
-        started: SystemTime::now(),
-        error: None,
-        node_ids: flow.nodes().iter().map(|n| n.id.clone()).collect(),
-        nodes: vec![NodeRecord::pending(); plan.len()],
-        inputs: declared
-            .iter()
-            .zip(by_position)
-            .filter_map(|(p, v)| Some((p.name.clone(), v?)))
-            .collect(),
+        flow,
+        started: started_wall,
+        inputs: &inputs.0,
     });
     let keep_outputs = inner.store.keeps_outputs();
     let span = tracing::info_span!("run", run_id = %run_id, flow = %flow.name());
-    let (tx, rx) = oneshot::channel();
     let run = Arc::new(RunShared {
         run_id,
         flow: flow.clone(),
         engine: inner.clone(),
-        cancel: CancellationToken::new(),
+        cancelled: AtomicBool::new(false),
+        token: OnceLock::new(),
         emitter,
         secrets: inner.secrets.clone(),
         log,
         recorder,
         keep_outputs,
         nodes,
+        slots,
         key_limits,
         inflight: AtomicUsize::new(0),
-        user_cancelled: AtomicBool::new(false),
+        queue: Mutex::new(Vec::new()),
+        active: AtomicUsize::new(0),
+        parallelism: tokio::runtime::Handle::try_current()
+            .map_or(1, |h| h.metrics().num_workers())
+            .max(1),
         failure: Mutex::new(None),
         outputs: Mutex::new(outputs),
-        done: Mutex::new(Some(tx)),
+        result: Mutex::new(None),
+        finished: Notify::new(),
         started,
         span,
     });
-    run.emitter.emit(EventKind::RunStarted {
+    run.emitter.emit(|| EventKind::RunStarted {
         flow: Arc::from(flow.name()),
         nodes: plan.len() as u32,
     });
-    Ok((run, rx))
+    Ok(run)
+}
+
+impl Worker {
+    /// Runs node `index` (or skips it), then delivers what it produced.
+    async fn execute(&mut self, index: u32) {
+        let run = &self.ctx.run;
+        let state = &run.nodes[index as usize];
+        if state.dead.load(Ordering::Relaxed) {
+            run.skip(index, None, &mut self.ready);
+            return;
+        }
+        if run.is_cancelled() {
+            run.set_status(index, NodeStatus::NotRun);
+            return;
+        }
+        let mut inputs = self.spare.pop().unwrap_or_default();
+        inputs.extend(
+            run.flow
+                .0
+                .plan
+                .slots(index)
+                .map(|slot| run.slots[slot].lock().take()),
+        );
+        let node = run.node(index);
+        let span = tracing::info_span!(parent: &run.span, "node", node = %node.id, index);
+        let attempted = attempts(&self.ctx, index, inputs, &mut self.clock)
+            .instrument(span)
+            .await;
+        self.slow = Duration::from_nanos(state.busy_ns.load(Ordering::Relaxed)) >= SLOW_NODE;
+        let run = &self.ctx.run;
+        match attempted {
+            Attempted::Succeeded(mut outputs) => {
+                run.record(index, NodeStatus::Succeeded, None, Some((&outputs, None)));
+                run.emitter.emit(|| EventKind::NodeSucceeded {
+                    node: node.id.clone(),
+                    index,
+                    attempt: state.attempts.load(Ordering::Relaxed),
+                    duration: Duration::from_nanos(state.busy_ns.load(Ordering::Relaxed)),
+                    outputs: run
+                        .emitter
+                        .wants_payloads()
+                        .then(|| payloads(node, &outputs)),
+                });
+                run.deliver_all(index, &mut outputs, None, &mut self.ready);
+                recycle(&mut self.spare, outputs);
+            }
+            Attempted::Failed(error, attempts) => {
+                let on_error = node
+                    .policy
+                    .on_error
+                    .or(run.engine.defaults.on_error)
+                    .unwrap_or_default();
+                match on_error {
+                    OnError::Fail => {
+                        run.record(index, NodeStatus::Failed, Some(error.message()), None);
+                        run.failure.lock().get_or_insert(Error::NodeFailed {
+                            node: node.id.to_string(),
+                            attempts,
+                            error,
+                        });
+                        run.cancel_all();
+                    }
+                    OnError::Continue => {
+                        let mut outputs = self.spare.pop().unwrap_or_default();
+                        outputs.resize(node.spec.outputs.len(), None);
+                        let failure = Value::new(NodeFailure::new(
+                            &node.id,
+                            error.message(),
+                            attempts,
+                            error.kind(),
+                        ));
+                        run.record(
+                            index,
+                            NodeStatus::Failed,
+                            Some(error.message()),
+                            Some((&outputs, Some(&failure))),
+                        );
+                        run.deliver_all(index, &mut outputs, Some(failure), &mut self.ready);
+                        recycle(&mut self.spare, outputs);
+                    }
+                    OnError::Skip => run.skip(index, Some(error.message()), &mut self.ready),
+                }
+            }
+            Attempted::Cancelled => {
+                run.record(index, NodeStatus::Cancelled, None, None);
+                run.emitter.emit(|| EventKind::NodeCancelled {
+                    node: node.id.clone(),
+                    index,
+                });
+            }
+        }
+    }
+}
+
+/// Keeps an emptied slot vector for the next node, if it is small.
+fn recycle(spare: &mut Vec<Vec<Option<Value>>>, mut slots: Vec<Option<Value>>) {
+    if spare.len() < SPARES && slots.capacity() <= SPARE_CAPACITY {
+        slots.clear();
+        spare.push(slots);
+    }
+}
+
+/// Runs the attempts of node `index` under its retry policy. `clock` is the
+/// time the worker's previous attempt ended, if it went straight on; it is
+/// set to the time this node's last attempt ended.
+async fn attempts(
+    ctx: &Context,
+    index: u32,
+    inputs: Vec<Option<Value>>,
+    clock: &mut Option<Instant>,
+) -> Attempted {
+    let run = &*ctx.run;
+    let node = run.node(index);
+    let defaults = &run.engine.defaults;
+    let retry = node.policy.retry.as_ref().or(defaults.retry.as_ref());
+    let max_attempts = retry.map_or(1, |r| r.max_attempts.max(1));
+    let timeout = node.policy.timeout.or(defaults.timeout);
+    let limited = run.key_limits.is_some() || run.engine.global_limit.is_some();
+    let state = &run.nodes[index as usize];
+    let mut inputs = Some(inputs);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let these_inputs = if attempt < max_attempts {
+            inputs.clone().unwrap_or_default()
+        } else {
+            inputs.take().unwrap_or_default()
+        };
+        let permits = if limited {
+            match run.try_acquire(index) {
+                Some(permits) => permits,
+                None => {
+                    let _blocked = ctx.run.blocked();
+                    let permits = tokio::select! {
+                        biased;
+                        permits = run.acquire(index) => permits,
+                        () = run.cancelled() => return Attempted::Cancelled,
+                    };
+                    // The wait is not the node's time.
+                    *clock = None;
+                    permits
+                }
+            }
+        } else {
+            [None, None]
+        };
+        state.attempts.store(attempt, Ordering::Relaxed);
+        run.record(index, NodeStatus::Running, None, None);
+        run.emitter.emit(|| EventKind::NodeStarted {
+            node: node.id.clone(),
+            index,
+            attempt,
+        });
+        ctx.set_node(index, attempt);
+        let began = clock.take().unwrap_or_else(Instant::now);
+        let mut attempt_run = pin!(run_attempt(node, these_inputs, ctx, timeout));
+        // Most nodes finish on their first poll: try that before arming the
+        // race with cancellation.
+        let result = match attempt_run.as_mut().now_or_never() {
+            Some(result) => result,
+            None => {
+                let _blocked = ctx.run.blocked();
+                tokio::select! {
+                    biased;
+                    result = attempt_run => result,
+                    () = run.cancelled() => {
+                        state.busy_ns.fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        return Attempted::Cancelled;
+                    }
+                }
+            }
+        };
+        let ended = Instant::now();
+        state.busy_ns.fetch_add(
+            ended.saturating_duration_since(began).as_nanos() as u64,
+            Ordering::Relaxed,
+        );
+        drop(permits);
+        let error = match result {
+            Ok(outputs) => {
+                *clock = Some(ended);
+                return Attempted::Succeeded(outputs);
+            }
+            Err(error) => error,
+        };
+        let retry_in = match retry {
+            Some(policy) if error.is_retryable() && attempt < max_attempts => {
+                Some(policy.delay(attempt, &error, fastrand::f64()))
+            }
+            _ => None,
+        };
+        tracing::debug!(attempt, error = %error, ?retry_in, "node attempt failed");
+        run.emitter.emit(|| EventKind::NodeFailed {
+            node: node.id.clone(),
+            index,
+            attempt,
+            error: error.message().to_owned(),
+            retry_in,
+        });
+        let Some(delay) = retry_in else {
+            *clock = Some(ended);
+            return Attempted::Failed(error, attempt);
+        };
+        let _blocked = ctx.run.blocked();
+        tokio::select! {
+            biased;
+            () = run.cancelled() => return Attempted::Cancelled,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
 }
 
 impl RunShared {
@@ -312,33 +595,128 @@ impl RunShared {
     }
 
     pub(crate) fn cancel_by_user(&self) {
-        self.user_cancelled.store(true, Ordering::Relaxed);
-        self.cancel.cancel();
+        self.cancel_all();
     }
 
-    fn node(&self, index: u32) -> &FlowNode {
+    /// Stops the execution: no node starts any more, running ones are dropped.
+    fn cancel_all(&self) {
+        // SeqCst pairs with `token`: either it sees the flag, or this sees its token.
+        self.cancelled.store(true, Ordering::SeqCst);
+        if let Some(token) = self.token.get() {
+            token.cancel();
+        }
+    }
+
+    /// Takes a ready node from the shared queue.
+    fn pop(&self) -> Option<u32> {
+        self.queue.lock().pop()
+    }
+
+    /// A worker found the queue empty: it stops counting as active, unless
+    /// work arrived meanwhile. Returns whether it may exit.
+    fn retire(&self) -> bool {
+        self.active.fetch_sub(1, Ordering::AcqRel);
+        if self.queue.lock().is_empty() {
+            return true;
+        }
+        self.active.fetch_add(1, Ordering::AcqRel);
+        false
+    }
+
+    /// Spawns workers for queued nodes, up to `queued` of them and while
+    /// fewer than `parallelism` workers are active.
+    fn spawn_helpers(self: &Arc<Self>, queued: usize) {
+        for _ in 0..queued {
+            let claimed = self
+                .active
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |active| {
+                    (active < self.parallelism).then_some(active + 1)
+                });
+            if claimed.is_err() {
+                return;
+            }
+            self.inflight.fetch_add(1, Ordering::AcqRel);
+            let worker = Worker::new(self.clone());
+            tokio::spawn(worker.work());
+        }
+    }
+
+    /// The current worker is about to wait (for a node's I/O, a
+    /// concurrency slot, a retry delay): it stops counting as active, and
+    /// queued nodes get a helper so that they do not wait with it.
+    fn blocked(self: &Arc<Self>) -> Blocked<'_> {
+        self.active.fetch_sub(1, Ordering::AcqRel);
+        let queued = self.queue.lock().len();
+        if queued > 0 {
+            self.spawn_helpers(queued);
+        }
+        Blocked(self)
+    }
+
+    /// Waits for the result of the execution (once: it is taken).
+    pub(crate) async fn wait(&self) -> Result<Outcome, Error> {
+        loop {
+            if let Some(result) = self.result.lock().take() {
+                return result;
+            }
+            self.finished.notified().await;
+        }
+    }
+
+    /// Whether the execution was cancelled or failed.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// The execution's cancellation token, cancelled when the execution is.
+    pub(crate) fn token(&self) -> &CancellationToken {
+        let token = self.token.get_or_init(CancellationToken::new);
+        if self.cancelled.load(Ordering::SeqCst) {
+            token.cancel();
+        }
+        token
+    }
+
+    /// Resolves when the execution is cancelled.
+    pub(crate) async fn cancelled(&self) {
+        self.token().cancelled().await
+    }
+
+    pub(crate) fn node(&self, index: u32) -> &FlowNode {
         &self.flow.0.nodes[index as usize]
     }
 
     fn set_status(&self, index: u32, status: NodeStatus) {
         self.nodes[index as usize]
             .status
-            .store(status_code(status), Ordering::Relaxed);
+            .store(status.code(), Ordering::Relaxed);
     }
 
     fn status(&self, index: u32) -> NodeStatus {
-        STATUSES[self.nodes[index as usize].status.load(Ordering::Relaxed) as usize]
+        NodeStatus::from_code(self.nodes[index as usize].status.load(Ordering::Relaxed))
     }
 
+    /// Records a transition: in the node's state, and with the store. The
+    /// outputs are the regular ports' values and the `error` port's.
     fn record(
         &self,
         index: u32,
         status: NodeStatus,
         error: Option<&str>,
-        outputs: Option<&[Option<Value>]>,
+        outputs: Option<(&[Option<Value>], Option<&Value>)>,
     ) {
         self.set_status(index, status);
         let state = &self.nodes[index as usize];
+        let outputs = match outputs {
+            Some((values, error_port)) if self.keep_outputs => Some(
+                values
+                    .iter()
+                    .cloned()
+                    .chain(std::iter::once(error_port.cloned()))
+                    .collect(),
+            ),
+            _ => None,
+        };
         self.recorder.node_changed(
             index,
             &NodeRecord {
@@ -346,116 +724,58 @@ impl RunShared {
                 attempts: state.attempts.load(Ordering::Relaxed),
                 busy: Duration::from_nanos(state.busy_ns.load(Ordering::Relaxed)),
                 error: error.map(str::to_owned),
-                outputs: outputs.filter(|_| self.keep_outputs).map(Arc::from),
+                outputs,
             },
         );
-    }
-
-    async fn execute(self: &Arc<Self>, index: u32, ready: &mut Vec<u32>) {
-        let state = &self.nodes[index as usize];
-        if state.dead.load(Ordering::Relaxed) {
-            self.skip(index, None, ready);
-            return;
-        }
-        if self.cancel.is_cancelled() {
-            self.set_status(index, NodeStatus::NotRun);
-            return;
-        }
-        let inputs = std::mem::take(&mut *state.inputs.lock());
-        let node = self.node(index);
-        let span = tracing::info_span!(parent: &self.span, "node", node = %node.id, index);
-        match self.attempts(index, inputs).instrument(span).await {
-            Attempted::Succeeded(mut outputs) => {
-                outputs.push(None); // the `error` port
-                self.record(index, NodeStatus::Succeeded, None, Some(&outputs));
-                if self.emitter.is_active() {
-                    let state = &self.nodes[index as usize];
-                    self.emitter.emit(EventKind::NodeSucceeded {
-                        node: node.id.clone(),
-                        index,
-                        attempt: state.attempts.load(Ordering::Relaxed),
-                        duration: Duration::from_nanos(state.busy_ns.load(Ordering::Relaxed)),
-                        outputs: self
-                            .emitter
-                            .wants_payloads()
-                            .then(|| payloads(node, &outputs)),
-                    });
-                }
-                self.deliver_all(index, outputs, ready);
-            }
-            Attempted::Failed(error, attempts) => {
-                let on_error = node
-                    .policy
-                    .on_error
-                    .or(self.engine.defaults.on_error)
-                    .unwrap_or_default();
-                match on_error {
-                    OnError::Fail => {
-                        self.record(index, NodeStatus::Failed, Some(error.message()), None);
-                        self.failure.lock().get_or_insert(Error::NodeFailed {
-                            node: node.id.to_string(),
-                            attempts,
-                            error,
-                        });
-                        self.cancel.cancel();
-                    }
-                    OnError::Continue => {
-                        let mut outputs = vec![None; node.spec.outputs.len()];
-                        outputs.push(Some(Value::new(NodeFailure::new(
-                            &node.id,
-                            error.message(),
-                            attempts,
-                            error.kind(),
-                        ))));
-                        self.record(
-                            index,
-                            NodeStatus::Failed,
-                            Some(error.message()),
-                            Some(&outputs),
-                        );
-                        self.deliver_all(index, outputs, ready);
-                    }
-                    OnError::Skip => self.skip(index, Some(error.message()), ready),
-                }
-            }
-            Attempted::Cancelled => {
-                self.record(index, NodeStatus::Cancelled, None, None);
-                self.emitter.emit(EventKind::NodeCancelled {
-                    node: node.id.clone(),
-                    index,
-                });
-            }
-        }
     }
 
     fn skip(&self, index: u32, error: Option<&str>, ready: &mut Vec<u32>) {
         let node = self.node(index);
         self.record(index, NodeStatus::Skipped, error, None);
-        self.emitter.emit(EventKind::NodeSkipped {
+        self.emitter.emit(|| EventKind::NodeSkipped {
             node: node.id.clone(),
             index,
         });
-        for targets in self.flow.0.plan.out_targets[index as usize].iter() {
-            for &target in targets.iter() {
-                self.deliver(target, None, ready);
-            }
+        let plan = &self.flow.0.plan;
+        // Values that did arrive are not needed any more.
+        for slot in plan.slots(index) {
+            drop(self.slots[slot].lock().take());
+        }
+        for &target in plan.node_targets(index) {
+            self.deliver(target, None, ready);
         }
     }
 
-    fn deliver_all(&self, index: u32, mut outputs: Vec<Option<Value>>, ready: &mut Vec<u32>) {
+    /// Hands node `index`'s outputs (and its `error` port's value) to the
+    /// flow outputs and to every target: an `Arc` clone for all targets of a
+    /// port but the last, which gets the value itself.
+    fn deliver_all(
+        &self,
+        index: u32,
+        outputs: &mut [Option<Value>],
+        mut error: Option<Value>,
+        ready: &mut Vec<u32>,
+    ) {
         let plan = &self.flow.0.plan;
-        let taps = &plan.output_taps[index as usize];
+        let taps = plan.node_taps(index);
         if !taps.is_empty() {
             let mut flow_outputs = self.outputs.lock();
-            for &(port, output) in taps.iter() {
-                flow_outputs[output as usize].clone_from(&outputs[port as usize]);
+            for &(port, output) in taps {
+                flow_outputs[output as usize] = match outputs.get(port as usize) {
+                    Some(value) => value.clone(),
+                    None => error.clone(),
+                };
             }
         }
-        for (port, targets) in plan.out_targets[index as usize].iter().enumerate() {
+        for port in 0..=outputs.len() {
+            let targets = plan.port_targets(index, port);
             let Some((&last, rest)) = targets.split_last() else {
                 continue;
             };
-            let value = outputs[port].take();
+            let value = match outputs.get_mut(port) {
+                Some(value) => value.take(),
+                None => error.take(),
+            };
             for &target in rest {
                 self.deliver(target, value.clone(), ready);
             }
@@ -463,100 +783,36 @@ impl RunShared {
         }
     }
 
-    fn deliver(&self, (node, slot): (u32, u16), value: Option<Value>, ready: &mut Vec<u32>) {
-        let state = &self.nodes[node as usize];
+    fn deliver(&self, target: Target, value: Option<Value>, ready: &mut Vec<u32>) {
+        let state = &self.nodes[target.node as usize];
         match value {
-            Some(value) => {
-                let mut slots = state.inputs.lock();
-                if slots.is_empty() {
-                    slots.resize(self.node(node).spec.inputs.len(), None);
-                }
-                slots[slot as usize] = Some(value);
-            }
+            Some(value) => *self.slots[target.slot as usize].lock() = Some(value),
             None => {
-                if self.flow.0.plan.required[node as usize][slot as usize] {
+                if self.flow.0.plan.required[target.slot as usize] {
                     state.dead.store(true, Ordering::Relaxed);
                 }
             }
         }
         if state.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            ready.push(node);
+            ready.push(target.node);
         }
     }
 
-    async fn attempts(self: &Arc<Self>, index: u32, inputs: Vec<Option<Value>>) -> Attempted {
-        let node = self.node(index);
-        let defaults = &self.engine.defaults;
-        let retry = node.policy.retry.as_ref().or(defaults.retry.as_ref());
-        let max_attempts = retry.map_or(1, |r| r.max_attempts.max(1));
-        let timeout = node.policy.timeout.or(defaults.timeout);
-        let state = &self.nodes[index as usize];
-        let mut inputs = Some(inputs);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let these_inputs = if attempt < max_attempts {
-                inputs.clone().unwrap_or_default()
-            } else {
-                inputs.take().unwrap_or_default()
-            };
-            let permits = tokio::select! {
-                biased;
-                permits = self.acquire(index) => permits,
-                () = self.cancel.cancelled() => return Attempted::Cancelled,
-            };
-            state.attempts.store(attempt, Ordering::Relaxed);
-            self.record(index, NodeStatus::Running, None, None);
-            self.emitter.emit(EventKind::NodeStarted {
-                node: node.id.clone(),
-                index,
-                attempt,
-            });
-            let ctx = Context {
-                run: self.clone(),
-                node_index: index,
-                attempt,
-            };
-            let began = Instant::now();
-            let result = tokio::select! {
-                biased;
-                result = run_attempt(node, these_inputs, &ctx, timeout) => result,
-                () = self.cancel.cancelled() => {
-                    state.busy_ns.fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                    return Attempted::Cancelled;
-                }
-            };
-            state
-                .busy_ns
-                .fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            drop(permits);
-            let error = match result {
-                Ok(outputs) => return Attempted::Succeeded(outputs),
-                Err(error) => error,
-            };
-            let retry_in = match retry {
-                Some(policy) if error.is_retryable() && attempt < max_attempts => {
-                    Some(policy.delay(attempt, &error, fastrand::f64()))
-                }
-                _ => None,
-            };
-            tracing::debug!(attempt, error = %error, ?retry_in, "node attempt failed");
-            self.emitter.emit(EventKind::NodeFailed {
-                node: node.id.clone(),
-                index,
-                attempt,
-                error: error.message().to_owned(),
-                retry_in,
-            });
-            let Some(delay) = retry_in else {
-                return Attempted::Failed(error, attempt);
-            };
-            tokio::select! {
-                biased;
-                () = self.cancel.cancelled() => return Attempted::Cancelled,
-                () = tokio::time::sleep(delay) => {}
-            }
-        }
+    /// The node's concurrency slots, if they are free right now.
+    fn try_acquire(&self, index: u32) -> Option<[Option<OwnedSemaphorePermit>; 2]> {
+        let key = match self
+            .key_limits
+            .as_ref()
+            .and_then(|l| l[index as usize].clone())
+        {
+            Some(semaphore) => Some(semaphore.try_acquire_owned().ok()?),
+            None => None,
+        };
+        let global = match &self.engine.global_limit {
+            Some(semaphore) => Some(semaphore.clone().try_acquire_owned().ok()?),
+            None => None,
+        };
+        Some([key, global])
     }
 
     /// Waits for the node's concurrency slots: its key's limit first, then
@@ -607,37 +863,28 @@ impl RunShared {
             Err(e) => (RunStatus::Failed, Some(e.to_string())),
         };
         self.recorder.finished(status, message.as_deref());
-        self.emitter.emit(EventKind::RunFinished {
+        self.emitter.emit(|| EventKind::RunFinished {
             status,
-            error: message,
+            error: message.clone(),
         });
         self.emitter.close();
         tracing::debug!(parent: &self.span, ?status, "run finished");
-        if let Some(done) = self.done.lock().take() {
-            // The receiver is gone when nobody waits (a detached execution).
-            let _ = done.send(result);
-        }
+        *self.result.lock() = Some(result);
+        self.finished.notify_one();
     }
 
     fn outcome(&self) -> Outcome {
-        let names = self.flow.outputs().iter().map(|p| p.name.clone());
-        let values = std::mem::take(&mut *self.outputs.lock());
         Outcome {
             run_id: self.run_id,
-            outputs: names.zip(values).collect(),
+            flow: self.flow.clone(),
+            outputs: std::mem::take(&mut *self.outputs.lock()),
             nodes: self
-                .flow
-                .nodes()
+                .nodes
                 .iter()
-                .enumerate()
-                .map(|(i, node)| {
-                    let state = &self.nodes[i];
-                    NodeSummary {
-                        id: node.id.clone(),
-                        status: self.status(i as u32),
-                        attempts: state.attempts.load(Ordering::Relaxed),
-                        busy: Duration::from_nanos(state.busy_ns.load(Ordering::Relaxed)),
-                    }
+                .map(|state| NodeResult {
+                    status: NodeStatus::from_code(state.status.load(Ordering::Relaxed)),
+                    attempts: state.attempts.load(Ordering::Relaxed),
+                    busy: Duration::from_nanos(state.busy_ns.load(Ordering::Relaxed)),
                 })
                 .collect(),
             duration: self.started.elapsed(),

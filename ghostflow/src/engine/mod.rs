@@ -27,10 +27,10 @@ mod exec;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 
 pub(crate) use exec::RunShared;
 
@@ -47,8 +47,17 @@ use crate::value::{PortValue, Value};
 pub struct RunId(uuid::Uuid);
 
 impl RunId {
-    pub(crate) fn new() -> Self {
-        RunId(uuid::Uuid::now_v7())
+    /// A new UUIDv7 from the wall clock's milliseconds and 74 random bits
+    /// (from a fast thread-local generator, seeded by the OS once; run ids
+    /// need to be unique, not secret).
+    pub(crate) fn at(now: SystemTime) -> Self {
+        let millis = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let random = fastrand::u128(..).to_le_bytes();
+        let mut bytes = [0u8; 10];
+        bytes.copy_from_slice(&random[..10]);
+        RunId(uuid::Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid())
     }
 
     /// The id as a UUID.
@@ -270,25 +279,38 @@ impl Inputs {
 }
 
 /// What one node did in an execution.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeSummary {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct NodeSummary<'a> {
     /// Node id.
-    pub id: Arc<str>,
+    pub id: &'a str,
     /// Final state.
     pub status: NodeStatus,
     /// Attempts made.
     pub attempts: u32,
-    /// Time spent in attempts.
+    /// Time spent in attempts (not in retry delays or waiting for a
+    /// concurrency slot). When one task runs several nodes in a row, the
+    /// engine's bookkeeping between two of them, well under a microsecond,
+    /// is counted in the second's time.
     #[serde(rename = "busy_us", serialize_with = "ser_us")]
     pub busy: Duration,
+}
+
+/// What the engine keeps of one node for the [`Outcome`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NodeResult {
+    pub(crate) status: NodeStatus,
+    pub(crate) attempts: u32,
+    pub(crate) busy: Duration,
 }
 
 /// The result of a successful execution.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub(crate) run_id: RunId,
-    pub(crate) outputs: Vec<(String, Option<Value>)>,
-    pub(crate) nodes: Vec<NodeSummary>,
+    pub(crate) flow: Flow,
+    /// One value per flow output, in declaration order.
+    pub(crate) outputs: Vec<Option<Value>>,
+    pub(crate) nodes: Box<[NodeResult]>,
     pub(crate) duration: Duration,
 }
 
@@ -313,39 +335,49 @@ impl Outcome {
             name: name.to_owned(),
             reason,
         };
-        let slot = self
-            .outputs
-            .iter()
-            .find(|(n, _)| n == name)
+        let (_, slot) = self
+            .outputs()
+            .find(|(n, _)| *n == name)
             .ok_or_else(|| fail("the flow has no such output".into()))?;
         let value = slot
-            .1
-            .clone()
+            .cloned()
             .ok_or_else(|| fail("empty: the branch that produces it was not taken".into()))?;
         value.take::<T>().map_err(|e| fail(e.to_string()))
     }
 
     /// Flow output `name` as a [`Value`]; `None` when absent or empty.
     pub fn output_value(&self, name: &str) -> Option<&Value> {
-        self.outputs
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| v.as_ref())
+        self.outputs()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v)
     }
 
-    /// Every flow output, in declaration order; `None` for an empty one.
-    pub fn outputs(&self) -> &[(String, Option<Value>)] {
-        &self.outputs
+    /// Every flow output by name, in declaration order; `None` for an empty one.
+    pub fn outputs(&self) -> impl ExactSizeIterator<Item = (&str, Option<&Value>)> + '_ {
+        self.flow
+            .outputs()
+            .iter()
+            .zip(&self.outputs)
+            .map(|(port, value)| (port.name.as_str(), value.as_ref()))
     }
 
     /// What each node did, by node index.
-    pub fn nodes(&self) -> &[NodeSummary] {
-        &self.nodes
+    pub fn nodes(&self) -> impl ExactSizeIterator<Item = NodeSummary<'_>> + '_ {
+        self.flow
+            .nodes()
+            .iter()
+            .zip(self.nodes.iter())
+            .map(|(node, result)| NodeSummary {
+                id: &node.id,
+                status: result.status,
+                attempts: result.attempts,
+                busy: result.busy,
+            })
     }
 
     /// The summary of node `id`.
-    pub fn node(&self, id: &str) -> Option<&NodeSummary> {
-        self.nodes.iter().find(|n| &*n.id == id)
+    pub fn node(&self, id: &str) -> Option<NodeSummary<'_>> {
+        self.nodes().find(|n| n.id == id)
     }
 
     /// The outputs as a JSON object (empty outputs are `null`).
@@ -353,17 +385,16 @@ impl Outcome {
     /// # Errors
     /// An output's `Serialize` implementation failed.
     pub fn outputs_json(&self) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
-        self.outputs
-            .iter()
+        self.outputs()
             .map(|(name, value)| {
                 let json = match value {
                     Some(v) => v.to_json().map_err(|e| Error::Output {
-                        name: name.clone(),
+                        name: name.to_owned(),
                         reason: e.to_string(),
                     })?,
                     None => serde_json::Value::Null,
                 };
-                Ok((name.clone(), json))
+                Ok((name.to_owned(), json))
             })
             .collect()
     }
@@ -374,7 +405,6 @@ impl Outcome {
 /// Dropping it cancels the execution, unless it was [detached](Self::detach).
 pub struct Execution {
     pub(crate) shared: Arc<RunShared>,
-    pub(crate) done: Option<oneshot::Receiver<Result<Outcome, Error>>>,
     pub(crate) detached: bool,
 }
 
@@ -411,8 +441,7 @@ impl Execution {
     /// # Errors
     /// As [`Engine::run`].
     pub async fn wait(mut self) -> Result<Outcome, Error> {
-        let done = self.done.take().expect("`wait` consumes the handle");
-        let result = done.await.unwrap_or(Err(Error::Cancelled));
+        let result = self.shared.wait().await;
         self.detached = true;
         result
     }

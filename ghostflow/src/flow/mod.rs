@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use builder::{FlowBuilder, NodeRef};
-pub(crate) use plan::Plan;
+pub(crate) use plan::{Plan, Target};
 
 use crate::error::ErrorKind;
 use crate::node::{ErasedNode, NodeSpec};

@@ -5,28 +5,58 @@ use std::collections::{HashMap, HashSet};
 use super::{Edge, FlowNode, FlowPort};
 use crate::error::Problem;
 
-/// Where a value goes: node index and input slot.
-pub(crate) type Target = (u32, u16);
+/// Where a value goes: the target node and its flat input slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// The node.
+    pub(crate) node: u32,
+    /// The input slot, as an index into the plan's flat slot arrays.
+    pub(crate) slot: u32,
+}
 
-/// The compiled form of a flow: everything the executor needs, by index.
+/// The compiled form of a flow: everything the executor needs, in flat
+/// arrays indexed by node, input slot and output port (compressed rows, so
+/// that a plan is a handful of allocations whatever the flow's size).
 #[derive(Debug)]
 pub(crate) struct Plan {
     /// Incoming node-to-node edges per node: the executor's pending count.
-    pub(crate) in_degree: Vec<u32>,
-    /// Whether each input slot is required, per node.
-    pub(crate) required: Vec<Box<[bool]>>,
-    /// Targets of each output slot (the last slot is `error`), per node.
-    pub(crate) out_targets: Vec<Box<[Box<[Target]>]>>,
+    pub(crate) in_degree: Box<[u32]>,
+    /// The input slots of node `i` are `input_base[i]..input_base[i + 1]`.
+    pub(crate) input_base: Box<[u32]>,
+    /// Whether each input slot is required.
+    pub(crate) required: Box<[bool]>,
+    /// The output ports of node `i` are `port_base[i]..port_base[i + 1]`;
+    /// the last one is the implicit `error` port.
+    pub(crate) port_base: Box<[u32]>,
+    /// The targets of output port `p` are `targets[target_base[p]..target_base[p + 1]]`.
+    pub(crate) target_base: Box<[u32]>,
+    /// Edge targets, grouped by output port.
+    pub(crate) targets: Box<[Target]>,
     /// Targets of each flow input.
-    pub(crate) input_targets: Vec<Box<[Target]>>,
-    /// Flow outputs fed by each node: `(output slot, flow output)`.
-    pub(crate) output_taps: Vec<Box<[(u16, u16)]>>,
+    pub(crate) input_targets: Box<[Box<[Target]>]>,
+    /// The flow outputs fed by node `i` are `taps[tap_base[i]..tap_base[i + 1]]`.
+    pub(crate) tap_base: Box<[u32]>,
+    /// `(output port of the node, flow output)`, grouped by node.
+    pub(crate) taps: Box<[(u16, u16)]>,
     /// Flow outputs that read a flow input directly: `(flow output, flow input)`.
     pub(crate) passthrough: Box<[(u16, u16)]>,
     /// Nodes with no incoming node edge.
     pub(crate) roots: Box<[u32]>,
     /// A topological order.
     pub(crate) topo: Box<[u32]>,
+}
+
+/// An edge source as written in error messages: `node.port` or `input.name`.
+fn source_name(edge: &Edge, nodes: &[FlowNode], inputs: &[FlowPort]) -> String {
+    if edge.from.is_flow_input() {
+        let name = inputs.get(edge.from.port as usize).map_or("?", |p| &p.name);
+        format!("input.{name}")
+    } else {
+        match nodes.get(edge.from.node.index()) {
+            Some(from) => format!("{}.{}", from.id, from.output_name(edge.from.port)),
+            None => format!("node #{}", edge.from.node.index()),
+        }
+    }
 }
 
 impl Plan {
@@ -54,22 +84,34 @@ impl Plan {
                 });
             }
         }
+        drop(seen);
         duplicate_names(inputs, "input", &mut problems);
         duplicate_names(outputs, "output", &mut problems);
 
-        let mut in_degree = vec![0u32; n];
-        let mut sources: Vec<Vec<Vec<String>>> = nodes
-            .iter()
-            .map(|node| vec![Vec::new(); node.spec.inputs.len()])
-            .collect();
-        let mut out_targets: Vec<Vec<Vec<Target>>> = nodes
-            .iter()
-            .map(|node| vec![Vec::new(); node.output_len()])
-            .collect();
-        let mut input_targets: Vec<Vec<Target>> = vec![Vec::new(); inputs.len()];
-        let mut successors: Vec<Vec<u32>> = vec![Vec::new(); n];
+        // Flat numbering of input slots and output ports.
+        let mut input_base = Vec::with_capacity(n + 1);
+        let mut port_base = Vec::with_capacity(n + 1);
+        let (mut slots, mut ports) = (0u32, 0u32);
+        for node in nodes {
+            input_base.push(slots);
+            port_base.push(ports);
+            slots += node.spec.inputs.len() as u32;
+            ports += node.output_len() as u32;
+        }
+        input_base.push(slots);
+        port_base.push(ports);
+        let mut required = Vec::with_capacity(slots as usize);
+        for node in nodes {
+            required.extend(node.spec.inputs.iter().map(|p| p.required));
+        }
 
-        for edge in edges {
+        // Check the edges; count sources per slot and targets per port.
+        let mut in_degree = vec![0u32; n];
+        let mut sources = vec![0u32; slots as usize];
+        let mut fan_out = vec![0u32; ports as usize];
+        let mut valid = vec![false; edges.len()];
+        let mut input_targets: Vec<Vec<Target>> = vec![Vec::new(); inputs.len()];
+        for (e, edge) in edges.iter().enumerate() {
             let Some(to) = nodes.get(edge.to.node.index()) else {
                 problems.push(Problem::UnknownPort {
                     endpoint: format!("node #{}", edge.to.node.index()),
@@ -84,12 +126,13 @@ impl Plan {
                 });
                 continue;
             }
-            let source_name = if edge.from.is_flow_input() {
-                match inputs.get(edge.from.port as usize) {
-                    Some(input) => {
-                        input_targets[edge.from.port as usize].push((edge.to.node.0, edge.to.port));
-                        format!("input.{}", input.name)
-                    }
+            let target = Target {
+                node: edge.to.node.0,
+                slot: input_base[edge.to.node.index()] + edge.to.port as u32,
+            };
+            if edge.from.is_flow_input() {
+                match input_targets.get_mut(edge.from.port as usize) {
+                    Some(targets) => targets.push(target),
                     None => {
                         problems.push(Problem::UnknownPort {
                             endpoint: format!("flow input #{}", edge.from.port),
@@ -113,38 +156,68 @@ impl Plan {
                     });
                     continue;
                 }
-                out_targets[edge.from.node.index()][edge.from.port as usize]
-                    .push((edge.to.node.0, edge.to.port));
+                fan_out[(port_base[edge.from.node.index()] + edge.from.port as u32) as usize] += 1;
                 in_degree[edge.to.node.index()] += 1;
-                successors[edge.from.node.index()].push(edge.to.node.0);
-                format!("{}.{}", from.id, from.output_name(edge.from.port))
-            };
-            sources[edge.to.node.index()][edge.to.port as usize].push(source_name);
-        }
-
-        let mut required = Vec::with_capacity(n);
-        for (node, slots) in nodes.iter().zip(&sources) {
-            let mut req = Vec::with_capacity(slots.len());
-            for (spec, from) in node.spec.inputs.iter().zip(slots) {
-                if from.is_empty() && spec.required {
-                    problems.push(Problem::UnconnectedInput {
-                        node: node.id.to_string(),
-                        port: spec.name.clone(),
-                    });
-                }
-                if from.len() > 1 {
-                    problems.push(Problem::InputConnectedTwice {
-                        node: node.id.to_string(),
-                        port: spec.name.clone(),
-                        sources: from.clone(),
-                    });
-                }
-                req.push(spec.required);
+                valid[e] = true;
             }
-            required.push(req.into_boxed_slice());
+            sources[target.slot as usize] += 1;
         }
 
-        let mut output_taps: Vec<Vec<(u16, u16)>> = vec![Vec::new(); n];
+        for (i, node) in nodes.iter().enumerate() {
+            let base = input_base[i] as usize;
+            for (k, spec) in node.spec.inputs.iter().enumerate() {
+                match sources[base + k] {
+                    0 if spec.required => problems.push(Problem::UnconnectedInput {
+                        node: node.id.to_string(),
+                        port: spec.name.clone(),
+                    }),
+                    0 | 1 => {}
+                    _ => problems.push(Problem::InputConnectedTwice {
+                        node: node.id.to_string(),
+                        port: spec.name.clone(),
+                        sources: edges
+                            .iter()
+                            .filter(|e| {
+                                e.to.node.index() == i
+                                    && e.to.port as usize == k
+                                    && (e.from.is_flow_input()
+                                        || nodes.get(e.from.node.index()).is_some())
+                            })
+                            .map(|e| source_name(e, nodes, inputs))
+                            .collect(),
+                    }),
+                }
+            }
+        }
+        drop(sources);
+
+        // Group the node-to-node edges by output port (a counting sort).
+        let mut target_base = Vec::with_capacity(ports as usize + 1);
+        let mut total = 0u32;
+        for &count in &fan_out {
+            target_base.push(total);
+            total += count;
+        }
+        target_base.push(total);
+        let mut fill = target_base.clone();
+        let mut targets = vec![
+            Target {
+                node: u32::MAX,
+                slot: u32::MAX,
+            };
+            total as usize
+        ];
+        for (edge, _) in edges.iter().zip(&valid).filter(|(_, ok)| **ok) {
+            let port = (port_base[edge.from.node.index()] + edge.from.port as u32) as usize;
+            targets[fill[port] as usize] = Target {
+                node: edge.to.node.0,
+                slot: input_base[edge.to.node.index()] + edge.to.port as u32,
+            };
+            fill[port] += 1;
+        }
+        drop(fill);
+
+        let mut node_taps: Vec<(u32, u16, u16)> = Vec::new();
         let mut passthrough = Vec::new();
         for (position, output) in outputs.iter().enumerate() {
             let Some(source) = output.source else {
@@ -162,7 +235,7 @@ impl Plan {
             } else {
                 match nodes.get(source.node.index()) {
                     Some(node) if (source.port as usize) < node.output_len() => {
-                        output_taps[source.node.index()].push((source.port, position as u16));
+                        node_taps.push((source.node.0, source.port, position as u16));
                     }
                     _ => problems.push(Problem::UnknownPort {
                         endpoint: format!("flow output `{}`", output.name),
@@ -171,10 +244,24 @@ impl Plan {
                 }
             }
         }
+        node_taps.sort_unstable_by_key(|t| t.0);
+        let mut tap_base = Vec::with_capacity(n + 1);
+        let mut next = 0;
+        for i in 0..=n as u32 {
+            while next < node_taps.len() && node_taps[next].0 < i {
+                next += 1;
+            }
+            tap_base.push(next as u32);
+        }
 
-        let topo = topological_order(&in_degree, &successors);
+        let topo = topological_order(&in_degree, &port_base, &target_base, &targets);
         if topo.len() < n {
-            for cycle in find_cycles(&topo, &successors) {
+            let successors = |i: u32| {
+                let ports = port_base[i as usize] as usize..port_base[i as usize + 1] as usize;
+                let range = target_base[ports.start] as usize..target_base[ports.end] as usize;
+                targets[range].iter().map(|t| t.node)
+            };
+            for cycle in find_cycles(n, &topo, successors) {
                 problems.push(Problem::Cycle {
                     nodes: cycle
                         .iter()
@@ -191,17 +278,21 @@ impl Plan {
             .filter(|&i| in_degree[i as usize] == 0)
             .collect();
         Ok(Plan {
-            in_degree,
-            required,
-            out_targets: out_targets
-                .into_iter()
-                .map(|ports| ports.into_iter().map(Vec::into_boxed_slice).collect())
-                .collect(),
+            in_degree: in_degree.into_boxed_slice(),
+            input_base: input_base.into_boxed_slice(),
+            required: required.into_boxed_slice(),
+            port_base: port_base.into_boxed_slice(),
+            target_base: target_base.into_boxed_slice(),
+            targets: targets.into_boxed_slice(),
             input_targets: input_targets
                 .into_iter()
                 .map(Vec::into_boxed_slice)
                 .collect(),
-            output_taps: output_taps.into_iter().map(Vec::into_boxed_slice).collect(),
+            tap_base: tap_base.into_boxed_slice(),
+            taps: node_taps
+                .iter()
+                .map(|&(_, port, out)| (port, out))
+                .collect(),
             passthrough: passthrough.into_boxed_slice(),
             roots,
             topo: topo.into_boxed_slice(),
@@ -211,6 +302,29 @@ impl Plan {
     /// Number of nodes.
     pub(crate) fn len(&self) -> usize {
         self.in_degree.len()
+    }
+
+    /// The input slots of node `node`.
+    pub(crate) fn slots(&self, node: u32) -> std::ops::Range<usize> {
+        self.input_base[node as usize] as usize..self.input_base[node as usize + 1] as usize
+    }
+
+    /// The targets of output port `port` (counted from 0) of node `node`.
+    pub(crate) fn port_targets(&self, node: u32, port: usize) -> &[Target] {
+        let p = self.port_base[node as usize] as usize + port;
+        &self.targets[self.target_base[p] as usize..self.target_base[p + 1] as usize]
+    }
+
+    /// Every target of every output port of node `node`.
+    pub(crate) fn node_targets(&self, node: u32) -> &[Target] {
+        let first = self.port_base[node as usize] as usize;
+        let last = self.port_base[node as usize + 1] as usize;
+        &self.targets[self.target_base[first] as usize..self.target_base[last] as usize]
+    }
+
+    /// The flow outputs read from node `node`: `(output port, flow output)`.
+    pub(crate) fn node_taps(&self, node: u32) -> &[(u16, u16)] {
+        &self.taps[self.tap_base[node as usize] as usize..self.tap_base[node as usize + 1] as usize]
     }
 }
 
@@ -236,28 +350,37 @@ fn duplicate_names(ports: &[FlowPort], direction: &str, problems: &mut Vec<Probl
 }
 
 /// Kahn's algorithm; returns fewer than `n` nodes when there is a cycle.
-fn topological_order(in_degree: &[u32], successors: &[Vec<u32>]) -> Vec<u32> {
+fn topological_order(
+    in_degree: &[u32],
+    port_base: &[u32],
+    target_base: &[u32],
+    targets: &[Target],
+) -> Vec<u32> {
     let mut remaining = in_degree.to_vec();
-    let mut order: Vec<u32> = (0..in_degree.len() as u32)
-        .filter(|&i| remaining[i as usize] == 0)
-        .collect();
+    let mut order: Vec<u32> = Vec::with_capacity(in_degree.len());
+    order.extend((0..in_degree.len() as u32).filter(|&i| remaining[i as usize] == 0));
     let mut next = 0;
     while next < order.len() {
-        let node = order[next];
+        let node = order[next] as usize;
         next += 1;
-        for &s in &successors[node as usize] {
-            remaining[s as usize] -= 1;
-            if remaining[s as usize] == 0 {
-                order.push(s);
+        let first = target_base[port_base[node] as usize] as usize;
+        let last = target_base[port_base[node + 1] as usize] as usize;
+        for t in &targets[first..last] {
+            remaining[t.node as usize] -= 1;
+            if remaining[t.node as usize] == 0 {
+                order.push(t.node);
             }
         }
     }
     order
 }
 
-/// The distinct cycles among the nodes that Kahn's algorithm could not order.
-fn find_cycles(ordered: &[u32], successors: &[Vec<u32>]) -> Vec<Vec<u32>> {
-    let n = successors.len();
+/// The distinct cycles among the `n` nodes that Kahn's algorithm could not order.
+fn find_cycles<I: Iterator<Item = u32>>(
+    n: usize,
+    ordered: &[u32],
+    successors: impl Fn(u32) -> I,
+) -> Vec<Vec<u32>> {
     let mut stuck = vec![true; n];
     for &i in ordered {
         stuck[i as usize] = false;
@@ -267,7 +390,7 @@ fn find_cycles(ordered: &[u32], successors: &[Vec<u32>]) -> Vec<Vec<u32>> {
     loop {
         let mut changed = false;
         for i in 0..n {
-            if stuck[i] && !successors[i].iter().any(|&s| stuck[s as usize]) {
+            if stuck[i] && !successors(i as u32).any(|s| stuck[s as usize]) {
                 stuck[i] = false;
                 changed = true;
             }
@@ -289,11 +412,7 @@ fn find_cycles(ordered: &[u32], successors: &[Vec<u32>]) -> Vec<Vec<u32>> {
         while !position.contains_key(&at) {
             position.insert(at, path.len());
             path.push(at);
-            at = successors[at as usize]
-                .iter()
-                .copied()
-                .find(|&s| stuck[s as usize])
-                .unwrap_or(at);
+            at = successors(at).find(|&s| stuck[s as usize]).unwrap_or(at);
         }
         let cycle = path.split_off(position[&at]);
         if cycle.iter().any(|&i| on_reported[i as usize]) {
@@ -314,16 +433,22 @@ mod tests {
     #[test]
     fn cycles_are_found_and_nodes_after_them_are_not_blamed() {
         // 0 -> 1 -> 2 -> 1 (cycle 1,2), 2 -> 3 (after the cycle), 4 -> 4 (self loop)
-        let succ = vec![vec![1], vec![2], vec![1, 3], vec![], vec![4]];
+        let succ: Vec<Vec<u32>> = vec![vec![1], vec![2], vec![1, 3], vec![], vec![4]];
+        // One output port per node, its targets in `succ` order.
+        let port_base: Vec<u32> = (0..=5).collect();
+        let mut target_base = vec![0u32];
+        let mut targets = Vec::new();
         let mut indeg = vec![0u32; 5];
         for s in &succ {
             for &t in s {
                 indeg[t as usize] += 1;
+                targets.push(Target { node: t, slot: 0 });
             }
+            target_base.push(targets.len() as u32);
         }
-        let order = topological_order(&indeg, &succ);
+        let order = topological_order(&indeg, &port_base, &target_base, &targets);
         assert_eq!(order, vec![0]);
-        let cycles = find_cycles(&order, &succ);
+        let cycles = find_cycles(5, &order, |i| succ[i as usize].iter().copied());
         assert_eq!(cycles, vec![vec![1, 2], vec![4]]);
     }
 }

@@ -7,5 +7,4 @@ mod props;
 mod readme;
 mod semantics;
 mod send_sync;
-mod spans;
 mod validation;

@@ -1,4 +1,8 @@
 //! Tracing: each execution and each node runs in a span carrying its ids.
+//!
+//! A test binary of its own: `tracing` caches per call site whether anyone
+//! listens, process-wide, so a test that installs a subscriber must not share
+//! its process with tests that run flows without one at the same time.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -6,7 +10,26 @@ use std::sync::Arc;
 use ghostflow::prelude::*;
 use parking_lot::Mutex;
 
-use crate::common::*;
+/// A number.
+#[derive(Ports, Debug)]
+pub struct Num {
+    /// The number.
+    pub n: u64,
+}
+
+/// Emits a constant.
+#[derive(Node, Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[node(output = Num)]
+pub struct Const {
+    /// The constant.
+    pub value: u64,
+}
+
+impl Run for Const {
+    async fn run(&self, _: (), _: &Context) -> Result<Num, NodeError> {
+        Ok(Num { n: self.value })
+    }
+}
 
 #[derive(Clone, Default)]
 struct Buffer(Arc<Mutex<Vec<u8>>>);
@@ -25,7 +48,7 @@ impl Write for Buffer {
 /// Logs one line from inside the node.
 #[derive(Node, Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[node(input = Num, output = Num)]
-pub(crate) struct Noisy {}
+pub struct Noisy {}
 
 impl Run for Noisy {
     async fn run(&self, input: Num, _: &Context) -> Result<Num, NodeError> {

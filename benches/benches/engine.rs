@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicU64;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ghostflow::prelude::*;
 use ghostflow::{ChannelSink, Value};
-use ghostflow_benches::engine::build_flow;
+use ghostflow_benches::engine::{Specs, build_flow};
 use ghostflow_benches::shapes;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -23,11 +23,14 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn compile(c: &mut Criterion) {
+    let specs = Specs::default();
     let mut group = c.benchmark_group("compile");
     for shape in shapes::all() {
         let checksum = Arc::new(AtomicU64::new(0));
         group.throughput(Throughput::Elements(shape.len() as u64));
-        group.bench_function(shape.name, |b| b.iter(|| build_flow(&shape, &checksum)));
+        group.bench_function(shape.name, |b| {
+            b.iter(|| build_flow(&shape, &specs, &checksum))
+        });
     }
     group.finish();
 }
@@ -35,10 +38,11 @@ fn compile(c: &mut Criterion) {
 fn scheduler(c: &mut Criterion) {
     let rt = runtime();
     let engine = Engine::new();
+    let specs = Specs::default();
     let mut group = c.benchmark_group("scheduler");
     for shape in shapes::all() {
         let checksum = Arc::new(AtomicU64::new(0));
-        let flow = build_flow(&shape, &checksum);
+        let flow = build_flow(&shape, &specs, &checksum);
         group.throughput(Throughput::Elements(shape.len() as u64));
         group.bench_function(shape.name, |b| {
             b.iter(|| {
@@ -142,8 +146,9 @@ fn values(c: &mut Criterion) {
 fn events(c: &mut Criterion) {
     let rt = runtime();
     let shape = shapes::chain(100);
+    let specs = Specs::default();
     let checksum = Arc::new(AtomicU64::new(0));
-    let flow = build_flow(&shape, &checksum);
+    let flow = build_flow(&shape, &specs, &checksum);
     let mut group = c.benchmark_group("events");
     group.throughput(Throughput::Elements(shape.len() as u64));
     for subscribers in [0usize, 1, 4] {

@@ -3,8 +3,9 @@
 //! no subscriber) or with one event subscriber attached.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use ghostflow::node::BoxFuture as NodeFuture;
@@ -13,7 +14,7 @@ use ghostflow::{
     NodeIndex, NodeSpec, PortSpec, Value,
 };
 
-use crate::contender::{Built, Contender};
+use crate::contender::{Built, Contender, Ran};
 use crate::shapes::{Shape, step};
 
 /// A node with `n` `u64` inputs and one `u64` output: `1 + sum(inputs)`. A
@@ -53,20 +54,24 @@ impl ErasedNode for Step {
 
     fn run<'a>(
         &'a self,
-        inputs: Vec<Option<Value>>,
+        mut inputs: Vec<Option<Value>>,
         _ctx: &'a Context,
     ) -> NodeFuture<'a, Result<Vec<Option<Value>>, NodeError>> {
         Box::pin(async move {
-            let mut values = Vec::with_capacity(inputs.len());
-            for slot in inputs {
-                let value = slot.ok_or_else(|| NodeError::permanent("missing input"))?;
-                values.push(value.take::<u64>().map_err(NodeError::from)?);
+            let mut out = step([]);
+            for slot in inputs.iter_mut() {
+                let value = slot
+                    .take()
+                    .ok_or_else(|| NodeError::permanent("missing input"))?;
+                out = out.wrapping_add(value.take::<u64>().map_err(NodeError::from)?);
             }
-            let out = step(values);
             if let Some(checksum) = &self.checksum {
                 checksum.fetch_add(out, Ordering::AcqRel);
             }
-            Ok(vec![Some(Value::new(out))])
+            // The emptied input vector carries the output, as typed nodes do.
+            inputs.clear();
+            inputs.push(Some(Value::new(out)));
+            Ok(inputs)
         })
     }
 
@@ -75,20 +80,46 @@ impl ErasedNode for Step {
     }
 }
 
-/// Builds the GhostFlow flow of `shape`; sinks add to `checksum`. Specs are
-/// shared per arity, as a registry shares them per node type.
-pub fn build_flow(shape: &Shape, checksum: &Arc<AtomicU64>) -> Flow {
+/// The specs of [`Step`] nodes by arity: a node type's spec is made once,
+/// as a registry makes it once per node type, not once per flow.
+#[derive(Debug, Default)]
+pub struct Specs(Mutex<HashMap<usize, Arc<NodeSpec>>>);
+
+impl Specs {
+    /// The spec of a step with `inputs` inputs.
+    pub fn get(&self, inputs: usize) -> Arc<NodeSpec> {
+        self.0
+            .lock()
+            .expect("the spec cache is not poisoned")
+            .entry(inputs)
+            .or_insert_with(|| Step::spec(inputs))
+            .clone()
+    }
+}
+
+/// Builds the GhostFlow flow of `shape`; sinks add to `checksum`.
+pub fn build_flow(shape: &Shape, specs: &Specs, checksum: &Arc<AtomicU64>) -> Flow {
+    build_flow_timed(shape, specs, checksum).0
+}
+
+/// [`build_flow`], also returning how long the final step took: the
+/// builder's `build()`, which validates the graph and compiles the plan.
+pub fn build_flow_timed(
+    shape: &Shape,
+    specs: &Specs,
+    checksum: &Arc<AtomicU64>,
+) -> (Flow, Duration) {
     let sinks = shape.sinks();
-    let mut specs: HashMap<usize, Arc<NodeSpec>> = HashMap::new();
+    let mut specs_here: HashMap<usize, Arc<NodeSpec>> = HashMap::new();
     let mut b = Flow::builder(shape.name);
     let nodes: Vec<NodeIndex> = shape
         .preds
         .iter()
         .enumerate()
         .map(|(i, preds)| {
-            let spec = specs
+            let spec = specs_here
                 .entry(preds.len())
-                .or_insert_with(|| Step::spec(preds.len()))
+                .or_insert_with(|| specs.get(preds.len()))
                 .clone();
             let node = Step::new(spec, sinks[i].then(|| checksum.clone()));
             b.add_erased(format!("n{i}"), Arc::new(node))
@@ -108,13 +139,16 @@ pub fn build_flow(shape: &Shape, checksum: &Arc<AtomicU64>) -> Flow {
             );
         }
     }
-    b.build().expect("benchmark shapes are valid flows")
+    let began = Instant::now();
+    let flow = b.build().expect("benchmark shapes are valid flows");
+    (flow, began.elapsed())
 }
 
 /// GhostFlow with `Engine::new()`: memory store, no event subscriber.
 #[derive(Debug, Default)]
 pub struct GhostFlow {
     engine: Engine,
+    specs: Specs,
 }
 
 impl Contender for GhostFlow {
@@ -127,12 +161,19 @@ impl Contender for GhostFlow {
             .then(|| "a node has more than 65,535 input ports".into())
     }
 
+    fn prepare(&self, shape: &Shape) {
+        for preds in &shape.preds {
+            self.specs.get(preds.len());
+        }
+    }
+
     fn build(&self, shape: &Arc<Shape>) -> Box<dyn Built> {
         let checksum = Arc::new(AtomicU64::new(0));
-        let flow = build_flow(shape, &checksum);
+        let (flow, compile) = build_flow_timed(shape, &self.specs, &checksum);
         Box::new(GhostFlowRun {
             engine: self.engine.clone(),
             flow,
+            compile,
             checksum,
             events: None,
         })
@@ -143,7 +184,9 @@ impl Contender for GhostFlow {
 /// drains while the flow runs. The run ends when the subscriber has seen the
 /// last event, and the number of events it saw is checked.
 #[derive(Debug, Default)]
-pub struct GhostFlowEvents;
+pub struct GhostFlowEvents {
+    specs: Specs,
+}
 
 impl Contender for GhostFlowEvents {
     fn name(&self) -> &'static str {
@@ -154,14 +197,21 @@ impl Contender for GhostFlowEvents {
         GhostFlow::default().unsupported(shape)
     }
 
+    fn prepare(&self, shape: &Shape) {
+        for preds in &shape.preds {
+            self.specs.get(preds.len());
+        }
+    }
+
     fn build(&self, shape: &Arc<Shape>) -> Box<dyn Built> {
         let checksum = Arc::new(AtomicU64::new(0));
-        let flow = build_flow(shape, &checksum);
+        let (flow, compile) = build_flow_timed(shape, &self.specs, &checksum);
         let (sink, rx) = ChannelSink::new();
         let engine = Engine::builder().event_sink(sink).build();
         Box::new(GhostFlowRun {
             engine,
             flow,
+            compile,
             checksum,
             events: Some(rx),
         })
@@ -171,18 +221,24 @@ impl Contender for GhostFlowEvents {
 struct GhostFlowRun {
     engine: Engine,
     flow: Flow,
+    compile: Duration,
     checksum: Arc<AtomicU64>,
     events: Option<tokio::sync::mpsc::UnboundedReceiver<ghostflow::Event>>,
 }
 
 impl Built for GhostFlowRun {
-    fn run(self: Box<Self>) -> BoxFuture<'static, u64> {
+    fn compile_time(&self) -> Option<Duration> {
+        Some(self.compile)
+    }
+
+    fn run(self: Box<Self>) -> BoxFuture<'static, Ran> {
         Box::pin(async move {
             let GhostFlowRun {
                 engine,
                 flow,
                 checksum,
                 events,
+                ..
             } = *self;
             let subscriber = events.map(|mut rx| {
                 tokio::spawn(async move {
@@ -196,7 +252,7 @@ impl Built for GhostFlowRun {
                     seen
                 })
             });
-            engine
+            let outcome = engine
                 .run(&flow, Inputs::new())
                 .await
                 .expect("benchmark flows succeed");
@@ -205,7 +261,7 @@ impl Built for GhostFlowRun {
                 // run started, started + succeeded per node, run finished
                 assert_eq!(seen, 2 * flow.nodes().len() + 2, "events lost");
             }
-            checksum.load(Ordering::Acquire)
+            Ran::new(checksum.load(Ordering::Acquire), (engine, flow, outcome))
         })
     }
 }

@@ -47,7 +47,7 @@ impl Flavor {
             }
             Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
         };
-        builder.enable_all().build().expect("a tokio runtime")
+        builder.enable_time().build().expect("a tokio runtime")
     }
 }
 
@@ -62,6 +62,9 @@ pub fn batch_size(shape: &Shape) -> usize {
 pub struct Sample {
     /// Build time per run.
     pub build: Duration,
+    /// The compile step of the build (see [`Built::compile_time`]); the whole
+    /// build when the contender has no such step.
+    pub compile: Duration,
     /// Run time per run.
     pub run: Duration,
 }
@@ -85,24 +88,33 @@ pub fn sample(
         let built: Vec<Box<dyn Built>> = (0..batch).map(|_| contender.build(shape)).collect();
         (built, began.elapsed())
     };
+    let compile = built
+        .iter()
+        .map(|b| b.compile_time())
+        .sum::<Option<Duration>>()
+        .unwrap_or(build);
     let name = contender.name();
     let shape_name = shape.name;
-    let run = rt
+    let (run, remains) = rt
         .block_on(rt.spawn(async move {
+            let mut remains = Vec::with_capacity(built.len());
             let began = Instant::now();
             for one in built {
-                let got = one.run().await;
+                let ran = one.run().await;
                 assert_eq!(
-                    got, expected,
+                    ran.checksum, expected,
                     "{name} computed a wrong result on {shape_name}"
                 );
+                remains.push(ran.remains);
             }
-            began.elapsed()
+            (began.elapsed(), remains)
         }))
         .expect("a benchmark run panicked");
+    drop(remains);
     let per_run = |d: Duration| d / batch as u32;
     Sample {
         build: per_run(build),
+        compile: per_run(compile),
         run: per_run(run),
     }
 }
@@ -159,6 +171,7 @@ pub fn measure_memory(flavor: Flavor, contender: &dyn Contender, shape: Shape) -
     let rt = flavor.runtime();
     let shape = Arc::new(shape);
     let expected = shape.reference();
+    contender.prepare(&shape);
     // Start the workers and touch their stacks, as a run would.
     rt.block_on(async {
         let tasks: Vec<_> = (0..4).map(|_| tokio::spawn(async {})).collect();

@@ -23,7 +23,7 @@ pub fn contenders() -> Vec<Box<dyn Contender>> {
     let mut all: Vec<Box<dyn Contender>> = vec![
         Box::new(reference::TokioReference),
         Box::new(engine::GhostFlow::default()),
-        Box::new(engine::GhostFlowEvents),
+        Box::new(engine::GhostFlowEvents::default()),
     ];
     all.extend(peers::all());
     all

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
-use crate::contender::{Built, Contender};
+use crate::contender::{Built, Contender, Ran};
 use crate::shapes::{Shape, step};
 
 /// The tokio reference executor.
@@ -63,11 +63,11 @@ struct GraphState {
 struct Graph(Arc<GraphState>);
 
 impl Built for Graph {
-    fn run(self: Box<Self>) -> BoxFuture<'static, u64> {
+    fn run(self: Box<Self>) -> BoxFuture<'static, Ran> {
         let graph = self.0;
         Box::pin(async move {
             if graph.sinks.is_empty() {
-                return 0;
+                return Ran::new(0, graph);
             }
             for (node, preds) in graph.shape.preds.iter().enumerate() {
                 if preds.is_empty() {
@@ -75,7 +75,7 @@ impl Built for Graph {
                 }
             }
             graph.done.notified().await;
-            graph.checksum.load(Ordering::Acquire)
+            Ran::new(graph.checksum.load(Ordering::Acquire), graph)
         })
     }
 }

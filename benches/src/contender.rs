@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use crate::shapes::Shape;
 
 /// An executor under comparison.
-pub trait Contender: Send + Sync {
+pub trait Contender: Send + Sync + 'static {
     /// Name in tables and JSON.
     fn name(&self) -> &'static str;
 
@@ -25,8 +25,7 @@ pub trait Contender: Send + Sync {
     /// Builds the runnable form of `shape`: whatever the contender needs
     /// before it can start (a compiled plan, a graph object, arrays).
     ///
-    /// Called inside the benchmark's tokio runtime context (so `Handle::current`
-    /// works), but not on one of its tasks.
+    /// Called on a task of the runtime under test, right before the run.
     fn build(&self, shape: &Arc<Shape>) -> Box<dyn Built>;
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
-use crate::contender::{Built, Contender};
+use crate::contender::Contender;
 use crate::shapes::Shape;
 
 /// A tokio runtime flavor under test.
@@ -69,53 +69,55 @@ pub struct Sample {
     pub run: Duration,
 }
 
-/// Builds `batch` instances of `shape` (timed), then runs them one after the
-/// other on one runtime task (timed), checking each result.
+/// Builds and runs `shape` `batch` times, one run right after its build, on
+/// one task of the runtime, timing builds and runs apart. Whatever a run
+/// leaves is dropped after the last run, outside the clock.
 ///
 /// # Panics
 /// When a run's result differs from the sequential reference: a contender
 /// that skips work must not produce a figure.
 pub fn sample(
     rt: &Runtime,
-    contender: &dyn Contender,
+    contender: &Arc<dyn Contender>,
     shape: &Arc<Shape>,
     expected: u64,
     batch: usize,
 ) -> Sample {
-    let (built, build) = {
-        let _guard = rt.enter();
-        let began = Instant::now();
-        let built: Vec<Box<dyn Built>> = (0..batch).map(|_| contender.build(shape)).collect();
-        (built, began.elapsed())
-    };
-    let compile = built
-        .iter()
-        .map(|b| b.compile_time())
-        .sum::<Option<Duration>>()
-        .unwrap_or(build);
-    let name = contender.name();
-    let shape_name = shape.name;
-    let (run, remains) = rt
+    let contender = contender.clone();
+    let shape = shape.clone();
+    let (totals, remains) = rt
         .block_on(rt.spawn(async move {
-            let mut remains = Vec::with_capacity(built.len());
-            let began = Instant::now();
-            for one in built {
-                let ran = one.run().await;
+            let mut remains = Vec::with_capacity(batch);
+            let (mut build, mut compile, mut run) =
+                (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+            for _ in 0..batch {
+                let began = Instant::now();
+                let built = contender.build(&shape);
+                let built_at = Instant::now();
+                let build_time = built_at - began;
+                compile += built.compile_time().unwrap_or(build_time);
+                let ran = built.run().await;
+                let ran_at = Instant::now();
+                build += build_time;
+                run += ran_at - built_at;
                 assert_eq!(
-                    ran.checksum, expected,
-                    "{name} computed a wrong result on {shape_name}"
+                    ran.checksum,
+                    expected,
+                    "{} computed a wrong result on {}",
+                    contender.name(),
+                    shape.name
                 );
                 remains.push(ran.remains);
             }
-            (began.elapsed(), remains)
+            ([build, compile, run], remains)
         }))
         .expect("a benchmark run panicked");
     drop(remains);
     let per_run = |d: Duration| d / batch as u32;
     Sample {
-        build: per_run(build),
-        compile: per_run(compile),
-        run: per_run(run),
+        build: per_run(totals[0]),
+        compile: per_run(totals[1]),
+        run: per_run(totals[2]),
     }
 }
 
@@ -167,7 +169,11 @@ pub fn proc_status_kib(field: &str) -> Option<u64> {
 ///
 /// The high-water mark is reset (`/proc/self/clear_refs`) after the runtime
 /// and the shape exist, so it measures the contender alone.
-pub fn measure_memory(flavor: Flavor, contender: &dyn Contender, shape: Shape) -> Option<Memory> {
+pub fn measure_memory(
+    flavor: Flavor,
+    contender: &Arc<dyn Contender>,
+    shape: Shape,
+) -> Option<Memory> {
     let rt = flavor.runtime();
     let shape = Arc::new(shape);
     let expected = shape.reference();

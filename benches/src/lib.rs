@@ -18,12 +18,14 @@ pub mod shapes;
 
 use contender::Contender;
 
+use std::sync::Arc;
+
 /// Every contender, the reference first.
-pub fn contenders() -> Vec<Box<dyn Contender>> {
-    let mut all: Vec<Box<dyn Contender>> = vec![
-        Box::new(reference::TokioReference),
-        Box::new(engine::GhostFlow::default()),
-        Box::new(engine::GhostFlowEvents::default()),
+pub fn contenders() -> Vec<Arc<dyn Contender>> {
+    let mut all: Vec<Arc<dyn Contender>> = vec![
+        Arc::new(reference::TokioReference),
+        Arc::new(engine::GhostFlow::default()),
+        Arc::new(engine::GhostFlowEvents::default()),
     ];
     all.extend(peers::all());
     all

@@ -190,9 +190,24 @@ impl Emitter {
 
     /// Emits the event that `kind` makes; `kind` is only called when
     /// someone listens.
+    #[inline]
     pub(crate) fn emit(&self, kind: impl FnOnce() -> EventKind) {
-        let Some(inner) = &self.0 else { return };
-        let kind = kind();
+        if let Some(inner) = &self.0 {
+            inner.emit(kind());
+        }
+    }
+
+    /// Ends the execution's own stream.
+    pub(crate) fn close(&self) {
+        if let Some(own) = self.0.as_ref().and_then(|i| i.own.as_ref()) {
+            own.close();
+        }
+    }
+}
+
+impl EmitterInner {
+    fn emit(&self, kind: EventKind) {
+        let inner = self;
         let elapsed = inner.started.elapsed();
         let event = Event {
             run_id: inner.run_id,
@@ -205,13 +220,6 @@ impl Emitter {
         }
         if let Some(own) = &inner.own {
             own.push(event);
-        }
-    }
-
-    /// Ends the execution's own stream.
-    pub(crate) fn close(&self) {
-        if let Some(own) = self.0.as_ref().and_then(|i| i.own.as_ref()) {
-            own.close();
         }
     }
 }

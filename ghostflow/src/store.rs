@@ -290,13 +290,67 @@ impl ExecutionRecorder for MemoryRun {
     }
 
     fn finished(&self, status: RunStatus, error: Option<&str>) {
-        *self.error.lock() = error.map(str::to_owned);
+        if let Some(error) = error {
+            *self.error.lock() = Some(error.to_owned());
+        }
         self.status
             .store(run_status_code(status), Ordering::Release);
     }
 }
 
+impl MemoryInner {
+    /// Removes the oldest executions until one more with `incoming` node
+    /// records fits (or, with `incoming` 0, until the store is within its
+    /// limits), keeping at least the most recent one.
+    fn evict(&mut self, incoming: usize) -> Vec<Arc<MemoryRun>> {
+        let mut evicted = Vec::new();
+        let extra = usize::from(incoming > 0);
+        while self.order.len() > 1 - extra
+            && (self.order.len() + extra > self.capacity || self.nodes + incoming > self.max_nodes)
+        {
+            if let Some(old) = self.order.pop_front()
+                && let Some(old) = self.runs.remove(&old)
+            {
+                self.nodes -= old.nodes.len();
+                evicted.push(old);
+            }
+        }
+        evicted
+    }
+}
+
 impl MemoryRun {
+    fn new(start: &ExecutionStart<'_>) -> Self {
+        MemoryRun {
+            run_id: start.run_id,
+            flow: start.flow.clone(),
+            started: start.started,
+            inputs: start.inputs.to_vec(),
+            status: AtomicU8::new(run_status_code(RunStatus::Running)),
+            error: Mutex::new(None),
+            nodes: (0..start.flow.nodes().len())
+                .map(|_| MemoryNode::default())
+                .collect(),
+            extras: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Makes an old execution's record the record of a new one with as many
+    /// nodes, keeping its allocations.
+    fn reset(&mut self, start: &ExecutionStart<'_>) {
+        self.run_id = start.run_id;
+        self.flow = start.flow.clone();
+        self.started = start.started;
+        self.inputs.clear();
+        self.inputs.extend_from_slice(start.inputs);
+        *self.status.get_mut() = run_status_code(RunStatus::Running);
+        *self.error.get_mut() = None;
+        for node in self.nodes.iter_mut() {
+            *node = MemoryNode::default();
+        }
+        self.extras.get_mut().clear();
+    }
+
     fn state(&self) -> ExecutionState {
         let extras = self.extras.lock();
         let status = RUN_STATUSES
@@ -333,32 +387,30 @@ impl MemoryRun {
 impl ExecutionStore for MemoryStore {
     fn begin(&self, start: &ExecutionStart<'_>) -> Arc<dyn ExecutionRecorder> {
         let nodes = start.flow.nodes().len();
-        let run = Arc::new(MemoryRun {
-            run_id: start.run_id,
-            flow: start.flow.clone(),
-            started: start.started,
-            inputs: start.inputs.to_vec(),
-            status: AtomicU8::new(run_status_code(RunStatus::Running)),
-            error: Mutex::new(None),
-            nodes: (0..nodes).map(|_| MemoryNode::default()).collect(),
-            extras: Mutex::new(HashMap::new()),
-        });
-        let mut evicted = Vec::new();
+        // Make room first, so that an evicted execution nobody holds any
+        // more can be reused for this one instead of allocating anew.
+        let mut evicted = self.inner.lock().evict(nodes);
+        let reusable = evicted
+            .iter_mut()
+            .position(|old| old.nodes.len() == nodes && Arc::get_mut(old).is_some());
+        let run = match reusable {
+            Some(i) => {
+                let mut run = evicted.swap_remove(i);
+                if let Some(state) = Arc::get_mut(&mut run) {
+                    state.reset(start);
+                }
+                run
+            }
+            None => Arc::new(MemoryRun::new(start)),
+        };
         {
             let mut inner = self.inner.lock();
-            while !inner.order.is_empty()
-                && (inner.order.len() >= inner.capacity || inner.nodes + nodes > inner.max_nodes)
-            {
-                if let Some(old) = inner.order.pop_front()
-                    && let Some(old) = inner.runs.remove(&old)
-                {
-                    inner.nodes -= old.nodes.len();
-                    evicted.push(old);
-                }
-            }
             inner.order.push_back(start.run_id);
             inner.nodes += nodes;
             inner.runs.insert(start.run_id, run.clone());
+            // Others may have begun meanwhile: stay within the limits, never
+            // evicting the execution just added.
+            evicted.extend(inner.evict(0));
         }
         // Old executions are freed outside the lock.
         drop(evicted);

@@ -72,9 +72,20 @@ impl<T: PortValue> AnyValue for T {
 
 /// A value carried by an edge: a shared, type-erased port value.
 ///
-/// Cloning a `Value` clones an `Arc`.
+/// Cloning a `Value` clones an `Arc`. Numbers and booleans (`u64`, `i64`,
+/// `f64`, `bool`) are kept inline instead: copying them is cheaper than
+/// sharing them, and they cost no allocation.
 #[derive(Clone)]
-pub struct Value(Arc<dyn AnyValue>);
+pub struct Value(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Shared(Arc<dyn AnyValue>),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+}
 
 /// Why a [`Value`] could not be read as the requested type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,15 +99,39 @@ pub struct ValueTypeError {
     pub detail: Option<String>,
 }
 
+/// Moves a `U` out as a `T` when they are the same type (no copy, no allocation).
+fn cast<U: 'static, T: 'static>(value: U) -> Result<T, U> {
+    let mut slot = Some(value);
+    match (&mut slot as &mut dyn Any).downcast_mut::<Option<T>>() {
+        Some(same) => Ok(same.take().expect("the slot was just filled")),
+        None => Err(slot.expect("the slot is still full")),
+    }
+}
+
 impl Value {
     /// Wraps a port value.
     pub fn new<T: PortValue>(value: T) -> Self {
-        Value(Arc::new(value))
+        let value = match cast::<T, u64>(value) {
+            Ok(n) => return Value(Repr::U64(n)),
+            Err(value) => value,
+        };
+        let value = match cast::<T, i64>(value) {
+            Ok(n) => return Value(Repr::I64(n)),
+            Err(value) => value,
+        };
+        let value = match cast::<T, f64>(value) {
+            Ok(n) => return Value(Repr::F64(n)),
+            Err(value) => value,
+        };
+        match cast::<T, bool>(value) {
+            Ok(b) => Value(Repr::Bool(b)),
+            Err(value) => Value(Repr::Shared(Arc::new(value))),
+        }
     }
 
     /// Wraps an already shared port value without copying it.
     pub fn from_arc<T: PortValue>(value: Arc<T>) -> Self {
-        Value(value)
+        Value(Repr::Shared(value))
     }
 
     /// Wraps a JSON value. A typed consumer decodes it into its port type.
@@ -104,24 +139,45 @@ impl Value {
         Value::new(value)
     }
 
+    /// The payload as `&dyn Any`, wherever it lives.
+    fn as_any(&self) -> &dyn Any {
+        match &self.0 {
+            Repr::Shared(shared) => shared.as_any(),
+            Repr::U64(n) => n,
+            Repr::I64(n) => n,
+            Repr::F64(n) => n,
+            Repr::Bool(b) => b,
+        }
+    }
+
     /// The Rust type name of the payload.
     pub fn type_name(&self) -> &'static str {
-        self.0.type_name()
+        match &self.0 {
+            Repr::Shared(shared) => shared.type_name(),
+            Repr::U64(_) => std::any::type_name::<u64>(),
+            Repr::I64(_) => std::any::type_name::<i64>(),
+            Repr::F64(_) => std::any::type_name::<f64>(),
+            Repr::Bool(_) => std::any::type_name::<bool>(),
+        }
     }
 
     /// Whether the payload is a `T`.
     pub fn is<T: 'static>(&self) -> bool {
-        self.0.as_any().type_id() == TypeId::of::<T>()
+        self.as_any().type_id() == TypeId::of::<T>()
     }
 
     /// Borrows the payload as a `T`, if it is one.
     pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
-        self.0.as_any().downcast_ref::<T>()
+        self.as_any().downcast_ref::<T>()
     }
 
-    /// Whether two values share the same payload allocation.
+    /// Whether two values share the same payload allocation. Inline numbers
+    /// and booleans have none, so they never do.
     pub fn ptr_eq(&self, other: &Value) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        match (&self.0, &other.0) {
+            (Repr::Shared(a), Repr::Shared(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 
     /// Serializes the payload to JSON.
@@ -130,7 +186,13 @@ impl Value {
     /// Fails if the payload's `Serialize` implementation fails (for example a
     /// map with non-string keys).
     pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
-        self.0.to_json()
+        match &self.0 {
+            Repr::Shared(shared) => shared.to_json(),
+            Repr::U64(n) => Ok((*n).into()),
+            Repr::I64(n) => Ok((*n).into()),
+            Repr::F64(n) => serde_json::to_value(n),
+            Repr::Bool(b) => Ok((*b).into()),
+        }
     }
 
     /// Reads the payload as a `T`, taking it without a copy when this is the
@@ -152,7 +214,14 @@ impl Value {
             let json = self.to_json().map_err(|e| mismatch(Some(e.to_string())))?;
             return T::deserialize(json).map_err(|e| mismatch(Some(e.to_string())));
         }
-        match self.0.into_any_arc().downcast::<T>() {
+        let shared = match self.0 {
+            Repr::Shared(shared) => shared,
+            Repr::U64(n) => return cast(n).map_err(|_| mismatch(None)),
+            Repr::I64(n) => return cast(n).map_err(|_| mismatch(None)),
+            Repr::F64(n) => return cast(n).map_err(|_| mismatch(None)),
+            Repr::Bool(b) => return cast(b).map_err(|_| mismatch(None)),
+        };
+        match shared.into_any_arc().downcast::<T>() {
             Ok(arc) => Ok(Arc::try_unwrap(arc).unwrap_or_else(|shared| (*shared).clone())),
             Err(any) => match any.downcast_ref::<serde_json::Value>() {
                 Some(json) => T::deserialize(json).map_err(|e| mismatch(Some(e.to_string()))),
@@ -164,13 +233,43 @@ impl Value {
 
 impl fmt::Debug for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.debug(f)
+        match &self.0 {
+            Repr::Shared(shared) => shared.debug(f),
+            Repr::U64(n) => fmt::Debug::fmt(n, f),
+            Repr::I64(n) => fmt::Debug::fmt(n, f),
+            Repr::F64(n) => fmt::Debug::fmt(n, f),
+            Repr::Bool(b) => fmt::Debug::fmt(b, f),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_and_booleans_live_inline_and_keep_their_types() {
+        let n = Value::new(7u64);
+        assert!(n.is::<u64>() && !n.is::<i64>());
+        assert_eq!(n.downcast_ref::<u64>(), Some(&7));
+        assert_eq!(n.type_name(), "u64");
+        assert!(!n.ptr_eq(&n.clone()));
+        assert_eq!(n.clone().take::<u64>().unwrap(), 7);
+        let err = n.clone().take::<i64>().unwrap_err();
+        assert_eq!((err.expected, err.found), ("i64", "u64"));
+        assert_eq!(n.to_json().unwrap(), serde_json::json!(7));
+        assert_eq!(Value::new(-3i64).take::<i64>().unwrap(), -3);
+        assert_eq!(Value::new(0.5f64).take::<f64>().unwrap(), 0.5);
+        assert!(Value::new(true).take::<bool>().unwrap());
+        assert_eq!(
+            Value::new(f64::NAN).to_json().unwrap(),
+            serde_json::Value::Null
+        );
+        assert_eq!(format!("{:?}", Value::new(false)), "false");
+        // Other types stay shared.
+        let s = Value::new("x".to_string());
+        assert!(s.ptr_eq(&s.clone()));
+    }
 
     #[test]
     fn take_moves_the_last_reference_and_clones_shared_ones() {

@@ -142,7 +142,7 @@ fn main() -> ExitCode {
             let shape = Arc::new(shape.clone());
             let expected = shape.reference();
             let batch = harness::batch_size(&shape);
-            let mut running: Vec<&dyn Contender> = Vec::new();
+            let mut running: Vec<&Arc<dyn Contender>> = Vec::new();
             for c in &contenders {
                 match c.unsupported(&shape) {
                     Some(reason) => {
@@ -154,7 +154,7 @@ fn main() -> ExitCode {
                             });
                         }
                     }
-                    None => running.push(c.as_ref()),
+                    None => running.push(c),
                 }
             }
             eprint!("{:<15} {:<12}", flavor.name(), shape.name);
@@ -162,7 +162,7 @@ fn main() -> ExitCode {
             for c in &running {
                 c.prepare(&shape);
                 for _ in 0..warmup {
-                    harness::sample(&rt, *c, &shape, expected, batch);
+                    harness::sample(&rt, c, &shape, expected, batch);
                 }
             }
             let mut builds: Vec<Vec<Duration>> = vec![Vec::new(); running.len()];
@@ -238,7 +238,7 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn selected_contenders(only: &[String]) -> Vec<Box<dyn Contender>> {
+fn selected_contenders(only: &[String]) -> Vec<Arc<dyn Contender>> {
     ghostflow_benches::contenders()
         .into_iter()
         .enumerate()
@@ -302,7 +302,7 @@ fn memory_child(args: &[String]) -> ExitCode {
         eprintln!("error: unknown flavor, shape or contender: {args:?}");
         return ExitCode::from(2);
     };
-    match harness::measure_memory(flavor, contender.as_ref(), shape) {
+    match harness::measure_memory(flavor, &contender, shape) {
         Some(m) => {
             let text = serde_json::to_string(&m).expect("plain data");
             let _ = writeln!(std::io::stdout(), "{text}");

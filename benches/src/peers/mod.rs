@@ -3,9 +3,11 @@
 pub mod dagrs;
 pub mod dagx;
 
+use std::sync::Arc;
+
 use crate::contender::Contender;
 
 /// Every peer executor.
-pub fn all() -> Vec<Box<dyn Contender>> {
-    vec![Box::new(self::dagx::Dagx), Box::new(self::dagrs::Dagrs)]
+pub fn all() -> Vec<Arc<dyn Contender>> {
+    vec![Arc::new(self::dagx::Dagx), Arc::new(self::dagrs::Dagrs)]
 }

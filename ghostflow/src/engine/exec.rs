@@ -12,6 +12,7 @@
 //! for all the nodes it runs, and recycles the vectors that carry a node's
 //! inputs and outputs.
 
+use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -24,7 +25,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Engine, EngineInner, Execution, Inputs, NodeResult, Outcome, RunId};
+use super::{Engine, EngineInner, Execution, Inputs, Outcome, RunId};
 use crate::context::{Context, Secrets};
 use crate::error::{Error, NodeError};
 use crate::event::{Emitter, EventKind, EventStream, ExecutionEvents, RunStatus};
@@ -74,8 +75,9 @@ pub(crate) struct RunShared {
     parallelism: usize,
     failure: Mutex<Option<Error>>,
     outputs: Mutex<Vec<Option<Value>>>,
-    /// The result, once the last worker has finished.
-    result: Mutex<Option<Result<Outcome, Error>>>,
+    /// The result, once the last worker has finished: the run's duration,
+    /// or why it failed. `wait` makes the [`Outcome`] from it.
+    result: Mutex<Option<Result<Duration, Error>>>,
     /// Signalled when `result` is set.
     finished: Notify,
     started: Instant,
@@ -87,6 +89,32 @@ enum Attempted {
     Succeeded(Vec<Option<Value>>),
     Failed(NodeError, u32),
     Cancelled,
+}
+
+thread_local! {
+    /// The wall clock at an instant, on this thread, read at most once a second.
+    static WALL_ANCHOR: std::cell::Cell<Option<(Instant, SystemTime)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// The wall-clock time at `now`, from a per-thread anchor that is read from
+/// the system at most once a second: a run then reads one clock when it
+/// starts, not two. Within the second the two clocks do not drift apart
+/// measurably.
+fn wall_clock(now: Instant) -> SystemTime {
+    let anchor = WALL_ANCHOR.try_with(std::cell::Cell::get).ok().flatten();
+    match anchor {
+        Some((at, wall))
+            if now.saturating_duration_since(at) < Duration::from_secs(1) && now >= at =>
+        {
+            wall + (now - at)
+        }
+        _ => {
+            let wall = SystemTime::now();
+            let _ = WALL_ANCHOR.try_with(|cell| cell.set(Some((now, wall))));
+            wall
+        }
+    }
 }
 
 /// A worker waiting: counts it as active again when dropped.
@@ -110,7 +138,7 @@ pub(super) async fn run_inline(
 ) -> Result<Outcome, Error> {
     let run = prepare(engine, flow, inputs, false)?;
     let cancel_on_drop = CancelOnDrop(Some(run.clone()));
-    let roots = &flow.0.plan.roots;
+    let roots = flow.0.plan.roots();
     if let Some((&first, rest)) = roots.split_first() {
         // The caller's task is the first worker.
         run.inflight.store(1, Ordering::Relaxed);
@@ -121,7 +149,7 @@ pub(super) async fn run_inline(
         worker.share(rest.len());
         worker.work().await;
     } else {
-        run.finish();
+        run.finish(None);
     }
     let result = run.wait().await;
     cancel_on_drop.disarm();
@@ -130,14 +158,14 @@ pub(super) async fn run_inline(
 
 pub(super) fn start(engine: &Engine, flow: &Flow, inputs: Inputs) -> Result<Execution, Error> {
     let run = prepare(engine, flow, inputs, true)?;
-    let roots = &flow.0.plan.roots;
+    let roots = flow.0.plan.roots();
     // This call counts as a worker while it spawns the first ones, so that
     // they cannot complete the execution before all of them exist.
     run.inflight.store(1, Ordering::Relaxed);
     run.queue.lock().extend(roots.iter().rev());
     run.spawn_helpers(roots.len());
     if run.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
-        run.finish();
+        run.finish(None);
     }
     Ok(Execution {
         shared: run,
@@ -191,10 +219,32 @@ impl Drop for Worker {
     fn drop(&mut self) {
         let run = &self.ctx.run;
         if run.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            run.finish();
+            run.finish(self.clock);
+        }
+        if self.ready.capacity() <= SPARE_CAPACITY {
+            self.ready.clear();
+            let buffers = (
+                std::mem::take(&mut self.ready),
+                std::mem::take(&mut self.spare),
+            );
+            // Gone when the thread is ending: then the buffers are just freed.
+            let _ = BUFFERS.try_with(|slot| {
+                if let Ok(mut slot) = slot.try_borrow_mut() {
+                    slot.get_or_insert(buffers);
+                }
+            });
         }
     }
 }
+
+thread_local! {
+    /// A finished worker's empty buffers, for the next worker on this thread:
+    /// a short run then allocates none of its own.
+    static BUFFERS: RefCell<Option<Buffers>> = const { RefCell::new(None) };
+}
+
+/// A worker's `ready` list and its recycled slot vectors (all empty).
+type Buffers = (Vec<u32>, Vec<Vec<Option<Value>>>);
 
 /// Queued ready nodes beyond which a worker asks for helpers: fewer are run
 /// by the workers already there, which is cheaper than a spawn when nodes
@@ -206,11 +256,16 @@ const SLOW_NODE: Duration = Duration::from_micros(50);
 
 impl Worker {
     fn new(run: Arc<RunShared>) -> Self {
+        let (ready, spare) = BUFFERS
+            .try_with(|slot| slot.try_borrow_mut().ok()?.take())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         Worker {
             ctx: Context::new(run),
             next: None,
-            ready: Vec::new(),
-            spare: Vec::new(),
+            ready,
+            spare,
             clock: None,
             slow: false,
         }
@@ -246,9 +301,18 @@ impl Worker {
 
     /// Asks for helpers when `queued` nodes wait and this worker alone
     /// would be slow to get through them.
-    fn share(&self, queued: usize) {
+    fn share(&mut self, queued: usize) {
         if queued > 0 && (queued >= HELP_THRESHOLD || self.slow) {
-            self.ctx.run.spawn_helpers(queued);
+            let run = &self.ctx.run;
+            if run.spawn_helpers(queued) > 0 && run.parallelism > 1 {
+                // A task spawned from a runtime worker thread goes to that
+                // thread's next-task slot, which other threads cannot steal
+                // from, and this worker goes on running nodes without
+                // yielding: the helper would wait for it. Spawning one more
+                // (empty) task moves the helper to the thread's stealable
+                // queue and wakes an idle thread to take it.
+                tokio::spawn(async {});
+            }
         }
     }
 }
@@ -319,7 +383,7 @@ fn prepare(
             .iter()
             .map(|node| {
                 let key = node
-                    .policy
+                    .policy()
                     .concurrency_key
                     .as_deref()
                     .or(inner.defaults.concurrency_key.as_deref())
@@ -330,7 +394,7 @@ fn prepare(
     });
 
     let started = Instant::now();
-    let started_wall = SystemTime::now();
+    let started_wall = wall_clock(started);
     let run_id = RunId::at(started_wall);
     let log = keep_log.then(|| Arc::new(ExecutionEvents::default()));
     let emitter = Emitter::new(run_id, started, started_wall, &inner.sinks, log.clone());
@@ -422,7 +486,7 @@ impl Worker {
             }
             Attempted::Failed(error, attempts) => {
                 let on_error = node
-                    .policy
+                    .policy()
                     .on_error
                     .or(run.engine.defaults.on_error)
                     .unwrap_or_default();
@@ -488,9 +552,9 @@ async fn attempts(
     let run = &*ctx.run;
     let node = run.node(index);
     let defaults = &run.engine.defaults;
-    let retry = node.policy.retry.as_ref().or(defaults.retry.as_ref());
+    let retry = node.policy().retry.as_ref().or(defaults.retry.as_ref());
     let max_attempts = retry.map_or(1, |r| r.max_attempts.max(1));
-    let timeout = node.policy.timeout.or(defaults.timeout);
+    let timeout = node.policy().timeout.or(defaults.timeout);
     let limited = run.key_limits.is_some() || run.engine.global_limit.is_some();
     let state = &run.nodes[index as usize];
     let mut inputs = Some(inputs);
@@ -624,21 +688,22 @@ impl RunShared {
     }
 
     /// Spawns workers for queued nodes, up to `queued` of them and while
-    /// fewer than `parallelism` workers are active.
-    fn spawn_helpers(self: &Arc<Self>, queued: usize) {
-        for _ in 0..queued {
+    /// fewer than `parallelism` workers are active. Returns how many.
+    fn spawn_helpers(self: &Arc<Self>, queued: usize) -> usize {
+        for spawned in 0..queued {
             let claimed = self
                 .active
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |active| {
                     (active < self.parallelism).then_some(active + 1)
                 });
             if claimed.is_err() {
-                return;
+                return spawned;
             }
             self.inflight.fetch_add(1, Ordering::AcqRel);
             let worker = Worker::new(self.clone());
             tokio::spawn(worker.work());
         }
+        queued
     }
 
     /// The current worker is about to wait (for a node's I/O, a
@@ -648,19 +713,35 @@ impl RunShared {
         self.active.fetch_sub(1, Ordering::AcqRel);
         let queued = self.queue.lock().len();
         if queued > 0 {
+            // The waiting worker yields anyway, so the helpers get to start.
             self.spawn_helpers(queued);
         }
         Blocked(self)
     }
 
     /// Waits for the result of the execution (once: it is taken).
-    pub(crate) async fn wait(&self) -> Result<Outcome, Error> {
+    pub(crate) async fn wait(self: &Arc<Self>) -> Result<Outcome, Error> {
         loop {
-            if let Some(result) = self.result.lock().take() {
-                return result;
+            let result = self.result.lock().take();
+            if let Some(result) = result {
+                return result.map(|duration| Outcome {
+                    run: self.clone(),
+                    outputs: std::mem::take(&mut *self.outputs.lock()),
+                    duration,
+                });
             }
             self.finished.notified().await;
         }
+    }
+
+    /// What node `index` did, as far as it went.
+    pub(crate) fn node_result(&self, index: usize) -> (NodeStatus, u32, Duration) {
+        let state = &self.nodes[index];
+        (
+            NodeStatus::from_code(state.status.load(Ordering::Acquire)),
+            state.attempts.load(Ordering::Relaxed),
+            Duration::from_nanos(state.busy_ns.load(Ordering::Relaxed)),
+        )
     }
 
     /// Whether the execution was cancelled or failed.
@@ -767,8 +848,11 @@ impl RunShared {
                 };
             }
         }
-        for port in 0..=outputs.len() {
-            let targets = plan.port_targets(index, port);
+        // One window of `target_base` per output port, the `error` port last.
+        let first = plan.port_base[index as usize] as usize;
+        let last = plan.port_base[index as usize + 1] as usize;
+        for (port, bounds) in plan.target_base[first..=last].windows(2).enumerate() {
+            let targets = &plan.targets[bounds[0] as usize..bounds[1] as usize];
             let Some((&last, rest)) = targets.split_last() else {
                 continue;
             };
@@ -834,8 +918,9 @@ impl RunShared {
         [key, global]
     }
 
-    /// Completes the execution: called once, by the last worker.
-    fn finish(&self) {
+    /// Completes the execution: called once, by the last worker. `now` is
+    /// the time its last node ended, if it has just read the clock.
+    fn finish(&self, now: Option<Instant>) {
         let mut all_final = true;
         for index in 0..self.nodes.len() as u32 {
             match self.status(index) {
@@ -854,7 +939,9 @@ impl RunShared {
         let failure = self.failure.lock().take();
         let result = match failure {
             Some(error) => Err(error),
-            None if all_final => Ok(self.outcome()),
+            None if all_final => Ok(now
+                .unwrap_or_else(Instant::now)
+                .saturating_duration_since(self.started)),
             None => Err(Error::Cancelled),
         };
         let (status, message) = match &result {
@@ -871,24 +958,6 @@ impl RunShared {
         tracing::debug!(parent: &self.span, ?status, "run finished");
         *self.result.lock() = Some(result);
         self.finished.notify_one();
-    }
-
-    fn outcome(&self) -> Outcome {
-        Outcome {
-            run_id: self.run_id,
-            flow: self.flow.clone(),
-            outputs: std::mem::take(&mut *self.outputs.lock()),
-            nodes: self
-                .nodes
-                .iter()
-                .map(|state| NodeResult {
-                    status: NodeStatus::from_code(state.status.load(Ordering::Relaxed)),
-                    attempts: state.attempts.load(Ordering::Relaxed),
-                    busy: Duration::from_nanos(state.busy_ns.load(Ordering::Relaxed)),
-                })
-                .collect(),
-            duration: self.started.elapsed(),
-        }
     }
 }
 

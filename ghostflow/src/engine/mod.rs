@@ -295,29 +295,31 @@ pub struct NodeSummary<'a> {
     pub busy: Duration,
 }
 
-/// What the engine keeps of one node for the [`Outcome`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct NodeResult {
-    pub(crate) status: NodeStatus,
-    pub(crate) attempts: u32,
-    pub(crate) busy: Duration,
-}
-
 /// The result of a successful execution.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Outcome {
-    pub(crate) run_id: RunId,
-    pub(crate) flow: Flow,
+    /// The finished execution: node results are read from it, not copied.
+    pub(crate) run: Arc<RunShared>,
     /// One value per flow output, in declaration order.
     pub(crate) outputs: Vec<Option<Value>>,
-    pub(crate) nodes: Box<[NodeResult]>,
     pub(crate) duration: Duration,
+}
+
+impl fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outcome")
+            .field("run_id", &self.run.run_id)
+            .field("flow", &self.run.flow.name())
+            .field("outputs", &self.outputs)
+            .field("duration", &self.duration)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Outcome {
     /// The execution's id.
     pub fn run_id(&self) -> RunId {
-        self.run_id
+        self.run.run_id
     }
 
     /// Wall time of the execution.
@@ -354,7 +356,8 @@ impl Outcome {
 
     /// Every flow output by name, in declaration order; `None` for an empty one.
     pub fn outputs(&self) -> impl ExactSizeIterator<Item = (&str, Option<&Value>)> + '_ {
-        self.flow
+        self.run
+            .flow
             .outputs()
             .iter()
             .zip(&self.outputs)
@@ -363,16 +366,15 @@ impl Outcome {
 
     /// What each node did, by node index.
     pub fn nodes(&self) -> impl ExactSizeIterator<Item = NodeSummary<'_>> + '_ {
-        self.flow
-            .nodes()
-            .iter()
-            .zip(self.nodes.iter())
-            .map(|(node, result)| NodeSummary {
+        self.run.flow.nodes().iter().enumerate().map(|(i, node)| {
+            let (status, attempts, busy) = self.run.node_result(i);
+            NodeSummary {
                 id: &node.id,
-                status: result.status,
-                attempts: result.attempts,
-                busy: result.busy,
-            })
+                status,
+                attempts,
+                busy,
+            }
+        })
     }
 
     /// The summary of node `id`.

@@ -5,7 +5,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Edge, Endpoint, Flow, FlowInner, FlowNode, FlowPort, NodeFailure, Plan};
+use std::collections::hash_map::Entry;
+
+use super::{Edge, Endpoint, Flow, FlowInner, FlowNode, FlowPort, IdIndex, NodeFailure, Plan};
 use crate::error::{Error, Problem};
 use crate::node::{ErasedNode, Node, Run, TypedNode};
 use crate::policy::NodePolicy;
@@ -57,6 +59,11 @@ pub struct FlowBuilder {
     id: u64,
     name: String,
     nodes: Vec<FlowNode>,
+    /// Node ids, indexed as nodes are added: duplicates are found then, and
+    /// the finished flow looks nodes up by id through it.
+    index: IdIndex,
+    /// Ids added more than once, each reported once.
+    duplicates: Vec<Arc<str>>,
     edges: Vec<Edge>,
     inputs: Vec<FlowPort>,
     outputs: Vec<FlowPort>,
@@ -127,6 +134,8 @@ impl FlowBuilder {
             id: NEXT_BUILDER.fetch_add(1, Ordering::Relaxed),
             name: name.into(),
             nodes: Vec::new(),
+            index: IdIndex::default(),
+            duplicates: Vec::new(),
             edges: Vec::new(),
             inputs: Vec::new(),
             outputs: Vec::new(),
@@ -149,11 +158,22 @@ impl FlowBuilder {
     pub fn add_erased(&mut self, id: impl Into<String>, node: Arc<dyn ErasedNode>) -> NodeIndex {
         let index = NodeIndex(self.nodes.len() as u32);
         let spec = node.spec();
+        let id: Arc<str> = Arc::from(id.into());
+        match self.index.entry(id.clone()) {
+            Entry::Vacant(slot) => {
+                slot.insert(index);
+            }
+            Entry::Occupied(_) => {
+                if !self.duplicates.contains(&id) {
+                    self.duplicates.push(id.clone());
+                }
+            }
+        }
         self.nodes.push(FlowNode {
-            id: Arc::from(id.into()),
+            id,
             node,
             spec,
-            policy: NodePolicy::default(),
+            policy: None,
         });
         index
     }
@@ -250,7 +270,7 @@ impl FlowBuilder {
     /// The policy overrides of the node at `index`.
     pub fn policy_at(&mut self, index: NodeIndex) -> &mut NodePolicy {
         match self.nodes.get_mut(index.index()) {
-            Some(node) => &mut node.policy,
+            Some(node) => node.policy.get_or_insert_with(Box::default),
             None => &mut self.scratch,
         }
     }
@@ -258,6 +278,11 @@ impl FlowBuilder {
     /// The nodes added so far.
     pub fn nodes(&self) -> &[FlowNode] {
         &self.nodes
+    }
+
+    /// The index of the node added under `id` (the first, if several were).
+    pub fn node_index(&self, id: &str) -> Option<NodeIndex> {
+        self.index.get(id).copied()
     }
 
     /// Validates the flow and compiles it.
@@ -268,6 +293,11 @@ impl FlowBuilder {
     /// flow input or output names, out-of-range endpoints.
     pub fn build(self) -> Result<Flow, Error> {
         let mut problems = self.problems;
+        problems.extend(
+            self.duplicates
+                .iter()
+                .map(|id| Problem::DuplicateId { id: id.to_string() }),
+        );
         let plan = Plan::compile(&self.nodes, &self.edges, &self.inputs, &self.outputs);
         let plan = match plan {
             Ok(plan) if problems.is_empty() => plan,
@@ -288,6 +318,7 @@ impl FlowBuilder {
         Ok(Flow(Arc::new(FlowInner {
             name: self.name,
             nodes: self.nodes,
+            index: self.index,
             edges: self.edges,
             inputs: self.inputs,
             outputs: self.outputs,

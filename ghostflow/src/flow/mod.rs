@@ -55,11 +55,26 @@ pub struct FlowNode {
     pub node: Arc<dyn ErasedNode>,
     /// Its spec (shared by every instance of the type).
     pub spec: Arc<NodeSpec>,
-    /// Policy overrides.
-    pub policy: NodePolicy,
+    /// Policy overrides; `None` when there are none (most nodes), which
+    /// keeps a node small.
+    pub(crate) policy: Option<Box<NodePolicy>>,
 }
 
+/// The policy of a node without overrides.
+static NO_OVERRIDES: NodePolicy = NodePolicy {
+    retry: None,
+    timeout: None,
+    on_error: None,
+    concurrency_key: None,
+};
+
 impl FlowNode {
+    /// The node's policy overrides (unset fields fall back to the engine's
+    /// defaults).
+    pub fn policy(&self) -> &NodePolicy {
+        self.policy.as_deref().unwrap_or(&NO_OVERRIDES)
+    }
+
     /// Name of output port `port`; the last port is the implicit `error` port.
     pub fn output_name(&self, port: u16) -> &str {
         self.spec
@@ -124,6 +139,11 @@ impl NodeFailure {
     }
 }
 
+/// Node indices by id. foldhash: fast on short ids, and seeded per process,
+/// so a crafted document cannot make every id collide.
+pub(crate) type IdIndex =
+    std::collections::HashMap<Arc<str>, NodeIndex, foldhash::fast::RandomState>;
+
 /// A validated, compiled flow. Cheap to clone.
 #[derive(Clone)]
 pub struct Flow(pub(crate) Arc<FlowInner>);
@@ -131,6 +151,8 @@ pub struct Flow(pub(crate) Arc<FlowInner>);
 pub(crate) struct FlowInner {
     pub(crate) name: String,
     pub(crate) nodes: Vec<FlowNode>,
+    /// Node index by id.
+    pub(crate) index: IdIndex,
     pub(crate) edges: Vec<Edge>,
     pub(crate) inputs: Vec<FlowPort>,
     pub(crate) outputs: Vec<FlowPort>,
@@ -155,7 +177,13 @@ impl Flow {
 
     /// The node with id `id`.
     pub fn node(&self, id: &str) -> Option<&FlowNode> {
-        self.0.nodes.iter().find(|n| &*n.id == id)
+        let index = self.0.index.get(id)?;
+        self.0.nodes.get(index.index())
+    }
+
+    /// The index of node `id`.
+    pub fn node_index(&self, id: &str) -> Option<NodeIndex> {
+        self.0.index.get(id).copied()
     }
 
     /// The edges, in the order they were added.

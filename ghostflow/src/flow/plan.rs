@@ -1,6 +1,6 @@
 //! Validation and compilation of a flow into a dense, index-based plan.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::{Edge, FlowNode, FlowPort};
 use crate::error::Problem;
@@ -40,8 +40,9 @@ pub(crate) struct Plan {
     pub(crate) taps: Box<[(u16, u16)]>,
     /// Flow outputs that read a flow input directly: `(flow output, flow input)`.
     pub(crate) passthrough: Box<[(u16, u16)]>,
-    /// Nodes with no incoming node edge.
-    pub(crate) roots: Box<[u32]>,
+    /// How many nodes have no incoming node edge: they start the
+    /// topological order.
+    roots: usize,
     /// A topological order.
     pub(crate) topo: Box<[u32]>,
 }
@@ -70,40 +71,28 @@ impl Plan {
         let mut problems = Vec::new();
         let n = nodes.len();
 
-        let mut seen = HashSet::with_capacity(n);
-        let mut reported = HashSet::new();
+        // One pass over the nodes: ids (the builder found duplicates as they
+        // were added), and the flat numbering of input slots and output ports.
+        let mut input_base = Vec::with_capacity(n + 1);
+        let mut port_base = Vec::with_capacity(n + 1);
+        let mut required = Vec::with_capacity(n);
+        let (mut slots, mut ports) = (0u32, 0u32);
         for node in nodes {
             if !valid_id(&node.id) {
                 problems.push(Problem::InvalidId {
                     id: node.id.to_string(),
                 });
             }
-            if !seen.insert(&*node.id) && reported.insert(&*node.id) {
-                problems.push(Problem::DuplicateId {
-                    id: node.id.to_string(),
-                });
-            }
-        }
-        drop(seen);
-        duplicate_names(inputs, "input", &mut problems);
-        duplicate_names(outputs, "output", &mut problems);
-
-        // Flat numbering of input slots and output ports.
-        let mut input_base = Vec::with_capacity(n + 1);
-        let mut port_base = Vec::with_capacity(n + 1);
-        let (mut slots, mut ports) = (0u32, 0u32);
-        for node in nodes {
             input_base.push(slots);
             port_base.push(ports);
+            required.extend(node.spec.inputs.iter().map(|p| p.required));
             slots += node.spec.inputs.len() as u32;
             ports += node.output_len() as u32;
         }
         input_base.push(slots);
         port_base.push(ports);
-        let mut required = Vec::with_capacity(slots as usize);
-        for node in nodes {
-            required.extend(node.spec.inputs.iter().map(|p| p.required));
-        }
+        duplicate_names(inputs, "input", &mut problems);
+        duplicate_names(outputs, "output", &mut problems);
 
         // Check the edges; count sources per slot and targets per port.
         let mut in_degree = vec![0u32; n];
@@ -191,15 +180,17 @@ impl Plan {
         }
         drop(sources);
 
-        // Group the node-to-node edges by output port (a counting sort).
-        let mut target_base = Vec::with_capacity(ports as usize + 1);
+        // Group the node-to-node edges by output port (a counting sort):
+        // `target_base` first holds where each port's targets end, and
+        // filling from the last edge backwards moves it to where they start,
+        // keeping the edges' order.
+        let mut target_base = fan_out;
         let mut total = 0u32;
-        for &count in &fan_out {
-            target_base.push(total);
-            total += count;
+        for count in &mut target_base {
+            total += *count;
+            *count = total;
         }
         target_base.push(total);
-        let mut fill = target_base.clone();
         let mut targets = vec![
             Target {
                 node: u32::MAX,
@@ -207,15 +198,14 @@ impl Plan {
             };
             total as usize
         ];
-        for (edge, _) in edges.iter().zip(&valid).filter(|(_, ok)| **ok) {
+        for (edge, _) in edges.iter().zip(&valid).rev().filter(|(_, ok)| **ok) {
             let port = (port_base[edge.from.node.index()] + edge.from.port as u32) as usize;
-            targets[fill[port] as usize] = Target {
+            target_base[port] -= 1;
+            targets[target_base[port] as usize] = Target {
                 node: edge.to.node.0,
                 slot: input_base[edge.to.node.index()] + edge.to.port as u32,
             };
-            fill[port] += 1;
         }
-        drop(fill);
 
         let mut node_taps: Vec<(u32, u16, u16)> = Vec::new();
         let mut passthrough = Vec::new();
@@ -245,13 +235,16 @@ impl Plan {
             }
         }
         node_taps.sort_unstable_by_key(|t| t.0);
-        let mut tap_base = Vec::with_capacity(n + 1);
-        let mut next = 0;
-        for i in 0..=n as u32 {
-            while next < node_taps.len() && node_taps[next].0 < i {
-                next += 1;
+        // Without flow outputs read from nodes, no per-node index is needed.
+        let mut tap_base = Vec::with_capacity(if node_taps.is_empty() { 0 } else { n + 1 });
+        if !node_taps.is_empty() {
+            let mut next = 0;
+            for i in 0..=n as u32 {
+                while next < node_taps.len() && node_taps[next].0 < i {
+                    next += 1;
+                }
+                tap_base.push(next as u32);
             }
-            tap_base.push(next as u32);
         }
 
         let topo = topological_order(&in_degree, &port_base, &target_base, &targets);
@@ -274,9 +267,11 @@ impl Plan {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let roots = (0..n as u32)
-            .filter(|&i| in_degree[i as usize] == 0)
-            .collect();
+        // Kahn's order starts with every node without incoming edges.
+        let roots = topo
+            .iter()
+            .take_while(|&&i| in_degree[i as usize] == 0)
+            .count();
         Ok(Plan {
             in_degree: in_degree.into_boxed_slice(),
             input_base: input_base.into_boxed_slice(),
@@ -299,6 +294,11 @@ impl Plan {
         })
     }
 
+    /// Nodes with no incoming node edge.
+    pub(crate) fn roots(&self) -> &[u32] {
+        &self.topo[..self.roots]
+    }
+
     /// Number of nodes.
     pub(crate) fn len(&self) -> usize {
         self.in_degree.len()
@@ -307,12 +307,6 @@ impl Plan {
     /// The input slots of node `node`.
     pub(crate) fn slots(&self, node: u32) -> std::ops::Range<usize> {
         self.input_base[node as usize] as usize..self.input_base[node as usize + 1] as usize
-    }
-
-    /// The targets of output port `port` (counted from 0) of node `node`.
-    pub(crate) fn port_targets(&self, node: u32, port: usize) -> &[Target] {
-        let p = self.port_base[node as usize] as usize + port;
-        &self.targets[self.target_base[p] as usize..self.target_base[p + 1] as usize]
     }
 
     /// Every target of every output port of node `node`.
@@ -324,6 +318,9 @@ impl Plan {
 
     /// The flow outputs read from node `node`: `(output port, flow output)`.
     pub(crate) fn node_taps(&self, node: u32) -> &[(u16, u16)] {
+        if self.taps.is_empty() {
+            return &[];
+        }
         &self.taps[self.tap_base[node as usize] as usize..self.tap_base[node as usize + 1] as usize]
     }
 }
@@ -356,9 +353,12 @@ fn topological_order(
     target_base: &[u32],
     targets: &[Target],
 ) -> Vec<u32> {
-    let mut remaining = in_degree.to_vec();
     let mut order: Vec<u32> = Vec::with_capacity(in_degree.len());
-    order.extend((0..in_degree.len() as u32).filter(|&i| remaining[i as usize] == 0));
+    order.extend((0..in_degree.len() as u32).filter(|&i| in_degree[i as usize] == 0));
+    if targets.is_empty() {
+        return order;
+    }
+    let mut remaining = in_degree.to_vec();
     let mut next = 0;
     while next < order.len() {
         let node = order[next] as usize;

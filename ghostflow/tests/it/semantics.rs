@@ -553,3 +553,90 @@ async fn concurrency_key_overrides_the_type_name() {
     engine.run(&flow, Inputs::new()).await.unwrap();
     assert_eq!(timeline.max_running.load(Ordering::SeqCst), 1);
 }
+
+/// Blocks its thread for a while, as CPU-heavy work does, and notes which
+/// thread ran it.
+#[derive(Node, Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[node(input = Num, output = Num)]
+pub(crate) struct Busy {
+    /// Threads that ran a `Busy` node.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) threads: Arc<parking_lot::Mutex<std::collections::HashSet<std::thread::ThreadId>>>,
+}
+
+impl Run for Busy {
+    async fn run(&self, input: Num, _: &Context) -> Result<Num, NodeError> {
+        std::thread::sleep(Duration::from_millis(2));
+        self.threads.lock().insert(std::thread::current().id());
+        Ok(input)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_fan_out_of_busy_nodes_uses_every_worker_thread() {
+    let busy = Busy::default();
+    let threads = busy.threads.clone();
+    let mut b = Flow::builder("busy");
+    let c = b.add("c", Const { value: 1 });
+    for i in 0..64 {
+        let n = b.add(format!("b{i}"), busy.clone());
+        b.connect(c.out().n, n.inp().n);
+    }
+    let flow = b.build().unwrap();
+    // Run from a task, as a server would: the first worker is a runtime thread.
+    let outcome = tokio::spawn(async move { Engine::new().run(&flow, Inputs::new()).await })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.nodes().len(), 65);
+    assert!(
+        threads.lock().len() >= 2,
+        "64 ready nodes ran on one thread of two"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_waiting_node_of_a_wide_fan_out_waits_at_the_same_time() {
+    let timeline = Arc::new(Timeline::default());
+    let mut b = Flow::builder("waiting");
+    let c = b.add("c", Const { value: 1 });
+    // Fewer than the queue's help threshold, and more: both must overlap.
+    for (i, ms) in (0..100).map(|i| (i, 50 + i % 3)) {
+        let s = b.add(
+            format!("s{i}"),
+            Sleep {
+                ms,
+                timeline: timeline.clone(),
+            },
+        );
+        b.connect(c.out().n, s.inp().n);
+    }
+    let flow = b.build().unwrap();
+    let begin = tokio::time::Instant::now();
+    Engine::new().run(&flow, Inputs::new()).await.unwrap();
+    assert_eq!(timeline.max_running.load(Ordering::SeqCst), 100);
+    assert_eq!(begin.elapsed(), Duration::from_millis(52));
+}
+
+#[tokio::test(start_paused = true)]
+async fn three_waiting_branches_overlap_without_a_long_queue() {
+    let timeline = Arc::new(Timeline::default());
+    let mut b = Flow::builder("three");
+    let c = b.add("c", Const { value: 1 });
+    for i in 0..3 {
+        let s = b.add(
+            format!("s{i}"),
+            Sleep {
+                ms: 100,
+                timeline: timeline.clone(),
+            },
+        );
+        b.connect(c.out().n, s.inp().n);
+    }
+    let flow = b.build().unwrap();
+    let begin = tokio::time::Instant::now();
+    Engine::new().run(&flow, Inputs::new()).await.unwrap();
+    assert_eq!(timeline.max_running.load(Ordering::SeqCst), 3);
+    assert_eq!(begin.elapsed(), Duration::from_millis(100));
+}

@@ -35,6 +35,14 @@ pub trait Built: Send {
     /// under test.
     fn run(self: Box<Self>) -> BoxFuture<'static, Ran>;
 
+    /// Another run of the same built graph, for contenders whose built form
+    /// is reusable (GhostFlow's `Flow` is compiled once and run many times);
+    /// `None` for single-use graphs. The harness then times runs of one
+    /// graph, as an application that built it once would see them.
+    fn rerun(&self) -> Option<Box<dyn Built>> {
+        None
+    }
+
     /// The part of [`Contender::build`] that turned the graph, already
     /// described, into the executable form (GhostFlow's `FlowBuilder::build`:
     /// validation and the compiled plan). `None` when building has no such

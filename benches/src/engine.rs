@@ -231,6 +231,20 @@ impl Built for GhostFlowRun {
         Some(self.compile)
     }
 
+    fn rerun(&self) -> Option<Box<dyn Built>> {
+        // The event variant's subscriber channel is single-use.
+        if self.events.is_some() {
+            return None;
+        }
+        Some(Box::new(GhostFlowRun {
+            engine: self.engine.clone(),
+            flow: self.flow.clone(),
+            compile: self.compile,
+            checksum: self.checksum.clone(),
+            events: None,
+        }))
+    }
+
     fn run(self: Box<Self>) -> BoxFuture<'static, Ran> {
         Box::pin(async move {
             let GhostFlowRun {
@@ -240,6 +254,7 @@ impl Built for GhostFlowRun {
                 events,
                 ..
             } = *self;
+            checksum.store(0, Ordering::Release);
             let subscriber = events.map(|mut rx| {
                 tokio::spawn(async move {
                     let mut seen = 0usize;

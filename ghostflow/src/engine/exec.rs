@@ -567,7 +567,7 @@ async fn attempts(
             inputs.take().unwrap_or_default()
         };
         let permits = if limited {
-            match run.try_acquire(index) {
+            Some(match run.try_acquire(index) {
                 Some(permits) => permits,
                 None => {
                     let _blocked = ctx.run.blocked();
@@ -580,9 +580,9 @@ async fn attempts(
                     *clock = None;
                     permits
                 }
-            }
+            })
         } else {
-            [None, None]
+            None
         };
         state.attempts.store(attempt, Ordering::Relaxed);
         run.record(index, NodeStatus::Running, None, None);

@@ -62,7 +62,7 @@ pub struct FlowBuilder {
     /// Node ids, indexed as nodes are added: duplicates are found then, and
     /// the finished flow looks nodes up by id through it.
     index: IdIndex,
-    /// Ids added more than once, each reported once.
+    /// Ids added more than once (each is reported once).
     duplicates: Vec<Arc<str>>,
     edges: Vec<Edge>,
     inputs: Vec<FlowPort>,
@@ -159,12 +159,18 @@ impl FlowBuilder {
         let index = NodeIndex(self.nodes.len() as u32);
         let spec = node.spec();
         let id: Arc<str> = Arc::from(id.into());
+        if !valid_id(&id) {
+            self.problems
+                .push(Problem::InvalidId { id: id.to_string() });
+        }
         match self.index.entry(id.clone()) {
             Entry::Vacant(slot) => {
                 slot.insert(index);
             }
             Entry::Occupied(_) => {
                 if !self.duplicates.contains(&id) {
+                    self.problems
+                        .push(Problem::DuplicateId { id: id.to_string() });
                     self.duplicates.push(id.clone());
                 }
             }
@@ -293,11 +299,6 @@ impl FlowBuilder {
     /// flow input or output names, out-of-range endpoints.
     pub fn build(self) -> Result<Flow, Error> {
         let mut problems = self.problems;
-        problems.extend(
-            self.duplicates
-                .iter()
-                .map(|id| Problem::DuplicateId { id: id.to_string() }),
-        );
         let plan = Plan::compile(&self.nodes, &self.edges, &self.inputs, &self.outputs);
         let plan = match plan {
             Ok(plan) if problems.is_empty() => plan,
@@ -325,6 +326,14 @@ impl FlowBuilder {
             plan,
         })))
     }
+}
+
+/// Whether `id` may name a node: letters, digits, `_` and `-`, not empty.
+pub(crate) fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn schema_of<T: schemars::JsonSchema>() -> serde_json::Value {

@@ -71,18 +71,13 @@ impl Plan {
         let mut problems = Vec::new();
         let n = nodes.len();
 
-        // One pass over the nodes: ids (the builder found duplicates as they
-        // were added), and the flat numbering of input slots and output ports.
+        // One pass over the nodes: the flat numbering of input slots and
+        // output ports. (The builder checked the ids as nodes were added.)
         let mut input_base = Vec::with_capacity(n + 1);
         let mut port_base = Vec::with_capacity(n + 1);
         let mut required = Vec::with_capacity(n);
         let (mut slots, mut ports) = (0u32, 0u32);
         for node in nodes {
-            if !valid_id(&node.id) {
-                problems.push(Problem::InvalidId {
-                    id: node.id.to_string(),
-                });
-            }
             input_base.push(slots);
             port_base.push(ports);
             required.extend(node.spec.inputs.iter().map(|p| p.required));
@@ -96,9 +91,13 @@ impl Plan {
 
         // Check the edges; count sources per slot and targets per port.
         let mut in_degree = vec![0u32; n];
-        let mut sources = vec![0u32; slots as usize];
-        let mut fan_out = vec![0u32; ports as usize];
-        let mut valid = vec![false; edges.len()];
+        // Sources per input slot, then whether each edge is valid (0 or 1),
+        // in one scratch allocation.
+        let mut scratch = vec![0u32; slots as usize + edges.len()];
+        let (sources, valid) = scratch.split_at_mut(slots as usize);
+        // Targets per output port; becomes `target_base`, one longer.
+        let mut fan_out = Vec::with_capacity(ports as usize + 1);
+        fan_out.resize(ports as usize, 0u32);
         let mut input_targets: Vec<Vec<Target>> = vec![Vec::new(); inputs.len()];
         for (e, edge) in edges.iter().enumerate() {
             let Some(to) = nodes.get(edge.to.node.index()) else {
@@ -147,7 +146,7 @@ impl Plan {
                 }
                 fan_out[(port_base[edge.from.node.index()] + edge.from.port as u32) as usize] += 1;
                 in_degree[edge.to.node.index()] += 1;
-                valid[e] = true;
+                valid[e] = 1;
             }
             sources[target.slot as usize] += 1;
         }
@@ -178,7 +177,6 @@ impl Plan {
                 }
             }
         }
-        drop(sources);
 
         // Group the node-to-node edges by output port (a counting sort):
         // `target_base` first holds where each port's targets end, and
@@ -198,7 +196,12 @@ impl Plan {
             };
             total as usize
         ];
-        for (edge, _) in edges.iter().zip(&valid).rev().filter(|(_, ok)| **ok) {
+        for (edge, _) in edges
+            .iter()
+            .zip(valid.iter())
+            .rev()
+            .filter(|(_, ok)| **ok == 1)
+        {
             let port = (port_base[edge.from.node.index()] + edge.from.port as u32) as usize;
             target_base[port] -= 1;
             targets[target_base[port] as usize] = Target {
@@ -323,13 +326,6 @@ impl Plan {
         }
         &self.taps[self.tap_base[node as usize] as usize..self.tap_base[node as usize + 1] as usize]
     }
-}
-
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn duplicate_names(ports: &[FlowPort], direction: &str, problems: &mut Vec<Problem>) {

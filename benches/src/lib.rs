@@ -3,7 +3,7 @@
 //!
 //! - [`shapes`]: the workloads, and their sequential reference results;
 //! - [`contender`]: the interface every executor under comparison implements;
-//! - [`reference`], [`engine`], [`peers`]: the executors;
+//! - [`reference`](mod@reference), [`engine`], [`peers`]: the executors;
 //! - [`harness`]: timing and memory measurement.
 //!
 //! The `compare` binary prints the side-by-side table (see `benches/README.md`);

@@ -6,7 +6,13 @@
 //! Semantics:
 //! - a node runs as soon as its last incoming edge has resolved; independent
 //!   branches run concurrently; when a node finishes, one ready successor runs
-//!   on the same task and the others are spawned;
+//!   on the same task and the others go to the execution's ready queue, which
+//!   extra tasks (at most one per runtime thread at a time) help drain when it
+//!   grows, when a node has to wait, or when nodes run long; a node that
+//!   waits (I/O, a timer) never holds up the others. A node that keeps its
+//!   thread busy without awaiting (heavy synchronous computation) can delay
+//!   the few ready nodes queued behind it until it ends; put such work in
+//!   `tokio::task::spawn_blocking`, as anywhere in async Rust;
 //! - a node whose *required* input stays empty (an `Option` output left `None`,
 //!   or an upstream node that was skipped) is skipped, and so on downstream
 //!   (dead-path elimination); optional inputs may stay empty;

@@ -203,6 +203,61 @@ fn the_memory_store_keeps_only_the_most_recent_executions() {
     assert!(engine.store().load(ids[0]).is_none());
 }
 
+#[test]
+fn the_memory_store_is_bounded_by_node_records_and_reuses_evicted_records() {
+    // `branchy` has 4 nodes: two executions fit in 8 records, three do not.
+    let store = MemoryStore::with_capacity(100).with_max_node_records(8);
+    let engine = Engine::builder().store(store.clone()).build();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let ok = if_else();
+    let ids: Vec<_> = (0..3)
+        .map(|_| {
+            rt.block_on(engine.run(&ok, Inputs::new()))
+                .unwrap()
+                .run_id()
+        })
+        .collect();
+    assert_eq!(store.run_ids(), ids[1..]);
+
+    // A failing run then reuses an evicted record: nothing of the old run
+    // may show through.
+    let mut b = Flow::builder("failing");
+    let c = b.add("c", Const { value: 1 });
+    let f = b.add(
+        "f",
+        Flaky {
+            failures: 1,
+            permanent: true,
+            ..Flaky::default()
+        },
+    );
+    let x = b.add("x", Add::default());
+    let y = b.add("y", Add::default());
+    b.connect(c.out().n, f.inp().n);
+    b.connect(f.out().n, x.inp().a);
+    b.connect(x.out().n, y.inp().a);
+    let failing = b.build().unwrap();
+    let err = rt
+        .block_on(engine.run(&failing, Inputs::new()))
+        .unwrap_err();
+    assert!(err.to_string().contains("node `f` failed"), "{err}");
+    let last = *store.run_ids().last().unwrap();
+    let state = store.load(last).unwrap();
+    assert_eq!(state.flow, "failing");
+    assert_eq!(state.status, RunStatus::Failed);
+    assert_eq!(state.node("c").unwrap().status, NodeStatus::Succeeded);
+    assert_eq!(state.node("f").unwrap().status, NodeStatus::Failed);
+    assert_eq!(
+        state.node("f").unwrap().error.as_deref(),
+        Some("attempt 1 failed")
+    );
+    assert_eq!(state.node("x").unwrap().status, NodeStatus::NotRun);
+    assert_eq!(state.node("y").unwrap().attempts, 0);
+    assert!(state.error.unwrap().contains("node `f` failed"));
+}
+
 fn if_else() -> Flow {
     let mut b = Flow::builder("branchy");
     let c = b.add("c", Const { value: 50 });

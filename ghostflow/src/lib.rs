@@ -48,9 +48,11 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod context;
+pub mod document;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod expr;
 pub mod flow;
 pub mod node;
 pub mod policy;

@@ -1,0 +1,2 @@
+//! Expressions in node configurations: sandboxed templates evaluated per
+//! execution.

@@ -1816,6 +1816,14 @@ mod tests {
         err
     }
 
+    const _: fn() = || {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Template>();
+        assert_send_sync::<ConfigTemplate>();
+        assert_send_sync::<ExprError>();
+        assert_send_sync::<Reference>();
+    };
+
     // --- typed values and text -----------------------------------------
 
     #[test]

@@ -61,9 +61,10 @@
 //! - **Output:** text and typed results larger than [`MAX_OUTPUT_BYTES`]
 //!   (1 MiB) fail with "expression output is larger than 1 MiB"; text is
 //!   written into a capped buffer, never built in full first.
-//! - **Text conversions:** filters that turn a list or map into text (`string`,
-//!   `join`, `tojson`, `upper`, …) refuse values whose text would exceed
-//!   2 MiB before building it.
+//! - **Text conversions:** filters and tests that turn a list or map into
+//!   text (`string`, `join`, `tojson`, `upper`, `format`, `startingwith`, …),
+//!   and printing one, refuse values whose text would exceed 2 MiB (1 MiB
+//!   for printing) before building it.
 //! - **Size of the source:** at most [`MAX_TOKENS`] tokens of code per string,
 //!   which also bounds how deeply values can nest; nesting of statements is
 //!   limited to [`RECURSION_LIMIT`].
@@ -646,7 +647,44 @@ fn sandbox() -> Environment<'static> {
         minijinja::Value::from_function(filters::indent),
         check_indent,
     );
+    guard_test(
+        &mut env,
+        "startingwith",
+        minijinja::Value::from_function(minijinja::tests::is_startingwith),
+    );
+    guard_test(
+        &mut env,
+        "endingwith",
+        minijinja::Value::from_function(minijinja::tests::is_endingwith),
+    );
+    guard_test(
+        &mut env,
+        "in",
+        minijinja::Value::from_function(minijinja::tests::is_in),
+    );
     env
+}
+
+/// Replaces test `name` with `inner` behind the same check as
+/// [`guard_filter`]: these tests turn their arguments into text.
+fn guard_test(env: &mut Environment<'static>, name: &'static str, inner: minijinja::Value) {
+    env.add_test(
+        name,
+        move |state: &mut State<'_, '_>, args: Rest<ValueOrKwargs>| {
+            let args = args.into_values();
+            check_text_sizes(&args)?;
+            inner.call(state, &args).map(|v| v.is_true())
+        },
+    );
+}
+
+fn check_text_sizes(args: &[minijinja::Value]) -> Result<(), minijinja::Error> {
+    for arg in args {
+        if is_container(arg) && text_size(arg, MAX_TEXT_BYTES).is_none() {
+            return Err(too_large_for_text());
+        }
+    }
+    Ok(())
 }
 
 type ArgCheck = fn(&[minijinja::Value]) -> Result<(), minijinja::Error>;
@@ -667,11 +705,7 @@ fn guard_filter(
         name,
         move |state: &mut State<'_, '_>, args: Rest<ValueOrKwargs>| {
             let args = args.into_values();
-            for arg in &args {
-                if is_container(arg) && text_size(arg, MAX_TEXT_BYTES).is_none() {
-                    return Err(too_large_for_text());
-                }
-            }
+            check_text_sizes(&args)?;
             check(&args)?;
             inner.call(state, &args)
         },
@@ -1923,6 +1957,12 @@ mod tests {
         assert_eq!(render_ok("{{ input.n is defined }}"), json!(true));
         assert_eq!(render_ok("{{ input.nope is defined }}"), json!(false));
         assert_eq!(render_ok("{{ 'admin' in input.user.roles }}"), json!(true));
+        assert_eq!(
+            render_ok("{{ input.s is startingwith('te') }}"),
+            json!(true)
+        );
+        assert_eq!(render_ok("{{ input.s is endingwith('xt') }}"), json!(true));
+        assert_eq!(render_ok("{{ 'b' is in input.tags }}"), json!(true));
         assert_eq!(render_ok("{{ '%s-%d' | format('a', 3) }}"), json!("a-3"));
         assert_eq!(render_ok("{{ 'ab\ncd' | indent(2) }}"), json!("ab\n  cd"));
         assert_eq!(
@@ -2403,6 +2443,8 @@ mod tests {
             "{{ ('x\n' * 1000000) | indent(8) }}",
             "{{ (['x' * 100000] * 100000) | join(',') }}",
             "{{ 'x' | replace('x', 'x' * 1000000) | replace('x', 'x' * 1000000) }}",
+            "{{ 'x' is startingwith(['x' * 1000000] * 1000) }}",
+            "{{ (['x' * 1000000] * 1000) is in 'abc' }}",
         ] {
             let err = render_err_quickly(source);
             assert!(

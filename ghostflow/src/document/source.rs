@@ -784,11 +784,22 @@ mod json {
             let mut map = SourceMap::default();
             let mut stack: Vec<Frame> = Vec::new();
             let mut expect = Expect::Value;
+            // Where the last `,` was, to name a trailing comma.
+            let mut comma = None;
             loop {
+                let after_comma = comma.take();
                 self.skip_whitespace();
                 let Some(b) = self.peek() else {
                     return Err(Stop::Syntax);
                 };
+                if let Some(at) = after_comma
+                    && matches!(b, b']' | b'}')
+                {
+                    return Err(Stop::Refused(SourceError::at(
+                        at,
+                        "invalid JSON: trailing comma (JSON allows no `,` before a closing bracket)",
+                    )));
+                }
                 let mut closed = false;
                 match expect {
                     Expect::FirstItem if b == b']' => closed = true,
@@ -870,6 +881,7 @@ mod json {
                         if b == close {
                             closed = true;
                         } else if b == b',' {
+                            comma = Some(self.location());
                             self.at += 1;
                             expect = if matches!(expect, Expect::ItemEnd) {
                                 Expect::Value
@@ -1021,6 +1033,7 @@ mod yaml {
         }
         let mut builder = Builder {
             text,
+            lines: count_lines(text),
             limits,
             map: SourceMap::default(),
             stack: Vec::new(),
@@ -1038,11 +1051,16 @@ mod yaml {
         builder.finish()
     }
 
-    fn location(text: &str, mark: Marker) -> Location {
+    /// A parser mark as a location. At the end of the input the parser may
+    /// point one line past it (`lines` is the number of lines): that becomes
+    /// the end of the text.
+    fn location(text: &str, lines: usize, mark: Marker) -> Location {
         let at = Location::new(mark.line(), mark.col() + 1);
-        // At the end of the input the parser may point one line past it.
-        let lines = 1 + text.bytes().filter(|&b| b == b'\n').count();
         if at.line > lines { end_of(text) } else { at }
+    }
+
+    fn count_lines(text: &str) -> usize {
+        1 + text.bytes().filter(|&b| b == b'\n').count()
     }
 
     fn location_of_byte(text: &str, at: usize) -> Location {
@@ -1051,7 +1069,7 @@ mod yaml {
 
     fn scan_error(text: &str, error: &ScanError) -> SourceError {
         SourceError::at(
-            location(text, *error.marker()),
+            location(text, count_lines(text), *error.marker()),
             format!("invalid YAML: {}", error.info()),
         )
     }
@@ -1219,6 +1237,7 @@ mod yaml {
                     self.at += 3;
                     return;
                 }
+                self.at += blanks;
                 if let Some(past) = self.continues_past.take()
                     && first_column > past
                     && first != Some(&b'#')
@@ -1412,6 +1431,8 @@ mod yaml {
     /// Builds the value and the source map from parser events.
     struct Builder<'a> {
         text: &'a str,
+        /// The number of lines of `text`.
+        lines: usize,
         limits: &'a Limits,
         map: SourceMap,
         stack: Vec<Frame>,
@@ -1424,7 +1445,7 @@ mod yaml {
     impl Builder<'_> {
         /// Takes one event; `Ok(true)` at the end of the stream.
         fn event(&mut self, event: Event<'_>, span: Span) -> Result<bool, SourceError> {
-            let at = location(self.text, span.start);
+            let at = location(self.text, self.lines, span.start);
             match event {
                 Event::StreamEnd => return Ok(true),
                 Event::StreamStart | Event::Nothing | Event::DocumentEnd => {}
@@ -1628,7 +1649,7 @@ mod yaml {
             };
         };
         // `! value`: the non-specific tag, a plain string.
-        if tag.handle == "!" && tag.suffix.is_empty() {
+        if format!("{}{}", tag.handle, tag.suffix) == "!" {
             return Ok(Value::String(text.to_owned()));
         }
         let suffix = if tag.is_yaml_core_schema() {
@@ -1743,5 +1764,770 @@ mod yaml {
         Number::from_f64(n)
             .map(Value::Number)
             .ok_or_else(|| format!("`{text}` is out of range for a JSON number"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    /// A realistic flow, with brackets and quotes in places (a block scalar,
+    /// comments, plain and quoted scalars) where they are not structure.
+    const FLOW_YAML: &str = r#"# A flow that fetches a page and summarizes it [v1]
+version: 1
+name: fetch-and-summarize
+inputs:
+  topic:
+    type: string
+    default: "rust"
+nodes:
+  - id: fetch
+    type: http.get
+    config:
+      url: https://example.com/search?q=[topic]
+      headers:
+        Content-Type: application/json
+        X-Note: it's {fine}   # not a flow mapping
+      timeout: 30
+  - id: summarize
+    type: llm.complete
+    config:
+      url: "https://api.example.com/v1/complete"
+      prompt: |
+        Summarize the following, in [[three]] lines:
+        {{ fetch.body }}
+      temperature: 0.2
+      stream: false
+      stop: ~
+      tags: [news, "daily digest", 3]
+edges:
+  - from: fetch.out
+    to: summarize.in
+outputs:
+  summary: summarize.out
+"#;
+
+    const FLOW_JSON: &str = r#"{
+  "version": 1,
+  "name": "fetch-and-summarize",
+  "inputs": {"topic": {"type": "string", "default": "rust"}},
+  "nodes": [
+    {
+      "id": "fetch",
+      "type": "http.get",
+      "config": {
+        "url": "https://example.com/search?q=[topic]",
+        "headers": {"Content-Type": "application/json", "X-Note": "it's {fine}"},
+        "timeout": 30
+      }
+    },
+    {
+      "id": "summarize",
+      "type": "llm.complete",
+      "config": {
+        "url": "https://api.example.com/v1/complete",
+        "prompt": "Summarize the following, in [[three]] lines:\n{{ fetch.body }}\n",
+        "temperature": 0.2,
+        "stream": false,
+        "stop": null,
+        "tags": ["news", "daily digest", 3]
+      }
+    }
+  ],
+  "edges": [{"from": "fetch.out", "to": "summarize.in"}],
+  "outputs": {"summary": "summarize.out"}
+}"#;
+
+    fn yaml(text: &str) -> Result<(Value, SourceMap), SourceError> {
+        parse(text.as_bytes(), Format::Yaml, &Limits::default())
+    }
+
+    fn json(text: &str) -> Result<(Value, SourceMap), SourceError> {
+        parse(text.as_bytes(), Format::Json, &Limits::default())
+    }
+
+    /// The error of a document that must be refused.
+    #[track_caller]
+    fn refused(result: Result<(Value, SourceMap), SourceError>) -> SourceError {
+        match result {
+            Ok((value, _)) => panic!("expected an error, got {value}"),
+            Err(error) => error,
+        }
+    }
+
+    /// Where the first occurrence of `needle` in `text` starts.
+    #[track_caller]
+    fn find(text: &str, needle: &str) -> Location {
+        let at = text.find(needle).expect("needle in text");
+        end_of(&text[..at])
+    }
+
+    fn path(pointer: &str) -> DocPath {
+        DocPath::from_json_pointer(pointer).expect("valid pointer")
+    }
+
+    #[test]
+    fn yaml_and_json_flows_give_the_same_value() {
+        let (from_yaml, _) = yaml(FLOW_YAML).unwrap();
+        let (from_json, _) = json(FLOW_JSON).unwrap();
+        assert_eq!(from_yaml, from_json);
+        assert_eq!(from_yaml["nodes"][1]["config"]["tags"][2], json!(3));
+        assert_eq!(from_yaml["nodes"][1]["config"]["stop"], Value::Null);
+        assert_eq!(from_yaml["nodes"][1]["config"]["temperature"], json!(0.2));
+    }
+
+    #[test]
+    fn locates_values_keys_elements_and_ancestors_in_yaml() {
+        let (_, map) = yaml(FLOW_YAML).unwrap();
+        let url = path("/nodes/1/config/url");
+        assert_eq!(map.locate(&url), Some(Location::new(20, 12)));
+        assert_eq!(map.locate_key(&url), Some(Location::new(20, 7)));
+        assert_eq!(map.locate_exact(&url), Some(Location::new(20, 12)));
+        // An element of a flow sequence, and one of a block sequence.
+        let tag = path("/nodes/1/config/tags/1");
+        assert_eq!(map.locate(&tag), Some(find(FLOW_YAML, "\"daily digest\"")));
+        assert_eq!(map.locate_key(&tag), map.locate(&tag));
+        assert_eq!(
+            map.locate(&path("/nodes/1")),
+            Some(find(FLOW_YAML, "id: summarize"))
+        );
+        // A key that needs quoting, and the block scalar (its first line).
+        let content_type = path("/nodes/0/config/headers/Content-Type");
+        assert_eq!(
+            map.locate_key(&content_type),
+            Some(find(FLOW_YAML, "Content-Type"))
+        );
+        let prompt = path("/nodes/1/config/prompt");
+        assert_eq!(map.locate(&prompt), Some(find(FLOW_YAML, "Summarize")));
+        // Missing paths fall back to the nearest ancestor that exists.
+        let missing = path("/nodes/1/config/retries");
+        assert_eq!(map.locate(&missing), Some(find(FLOW_YAML, "url: \"https")));
+        assert_eq!(map.locate_key(&missing), map.locate(&missing));
+        assert_eq!(map.locate_exact(&missing), None);
+        assert_eq!(
+            map.locate(&path("/nodes/7/id")),
+            Some(find(FLOW_YAML, "- id: fetch"))
+        );
+        assert_eq!(
+            map.locate(&path("/version/deeper")),
+            Some(Location::new(2, 10))
+        );
+        assert_eq!(map.locate(&DocPath::root()), Some(Location::new(2, 1)));
+    }
+
+    #[test]
+    fn locates_values_keys_elements_and_ancestors_in_json() {
+        let (_, map) = json(FLOW_JSON).unwrap();
+        let url = path("/nodes/1/config/url");
+        assert_eq!(map.locate(&url), Some(Location::new(19, 16)));
+        assert_eq!(map.locate_key(&url), Some(Location::new(19, 9)));
+        let tag = path("/nodes/1/config/tags/1");
+        assert_eq!(map.locate(&tag), Some(find(FLOW_JSON, "\"daily digest\"")));
+        let missing = path("/nodes/1/config/retries");
+        assert_eq!(map.locate(&missing), Some(Location::new(18, 17)));
+        assert_eq!(map.locate_exact(&missing), None);
+        assert_eq!(map.locate(&DocPath::root()), Some(Location::new(1, 1)));
+        // Columns count characters, not bytes.
+        let (_, map) = json("{\"é\": \"ü\", \"k\": [1, \"✓\", 3]}").unwrap();
+        assert_eq!(map.locate(&path("/k/2")), Some(Location::new(1, 26)));
+        assert_eq!(map.locate_key(&path("/k")), Some(Location::new(1, 12)));
+    }
+
+    #[test]
+    fn an_empty_source_map_knows_no_places() {
+        assert_eq!(SourceMap::default().locate(&DocPath::root()), None);
+        assert_eq!(SourceMap::default().locate_key(&path("/a")), None);
+    }
+
+    #[test]
+    fn doc_paths_display_like_code() {
+        let url = DocPath::root()
+            .with_key("nodes")
+            .with_index(2)
+            .with_key("config")
+            .with_key("url");
+        assert_eq!(url.to_string(), "nodes[2].config.url");
+        let header = DocPath::root().with_key("headers").with_key("Content-Type");
+        assert_eq!(header.to_string(), "headers[\"Content-Type\"]");
+        let odd = DocPath::root()
+            .with_index(0)
+            .with_key("say \"hi\"")
+            .with_key("");
+        assert_eq!(odd.to_string(), "[0][\"say \\\"hi\\\"\"][\"\"]");
+        assert_eq!(DocPath::root().to_string(), "(root)");
+        assert_eq!(DocPath::root().with_key("_x1").to_string(), "_x1");
+        assert_eq!(DocPath::root().with_key("1x").to_string(), "[\"1x\"]");
+
+        let mut walking = DocPath::root();
+        walking.push_key("nodes");
+        walking.push_index(2);
+        assert_eq!(walking.parent(), Some(DocPath::root().with_key("nodes")));
+        assert_eq!(walking.pop(), Some(Segment::Index(2)));
+        assert_eq!(walking.last(), Some(&Segment::Key("nodes".into())));
+        assert!(DocPath::root().is_root() && DocPath::root().parent().is_none());
+    }
+
+    #[test]
+    fn json_pointers_round_trip() {
+        let url = path("/nodes/2/config/url");
+        assert_eq!(url.to_string(), "nodes[2].config.url");
+        assert_eq!(url.to_json_pointer(), "/nodes/2/config/url");
+        let escaped = DocPath::root()
+            .with_key("a/b")
+            .with_key("m~n")
+            .with_key("007");
+        assert_eq!(escaped.to_json_pointer(), "/a~1b/m~0n/007");
+        assert_eq!(path(&escaped.to_json_pointer()), escaped);
+        assert_eq!(path(""), DocPath::root());
+        assert_eq!(path("/"), DocPath::root().with_key(""));
+        let error = DocPath::from_json_pointer("nodes/0").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid JSON pointer `nodes/0`: it must be empty or start with `/`"
+        );
+        assert!(DocPath::from_json_pointer("/a~2").is_err());
+        // A numeric step reaches a mapping key too, and a key step an index.
+        let (_, map) =
+            yaml("codes:\n  200: ok\n").unwrap_or_else(|_| yaml("codes:\n  '200': ok\n").unwrap());
+        assert_eq!(
+            map.locate_exact(&path("/codes/200")),
+            Some(Location::new(2, 10))
+        );
+        let (_, map) = yaml("- a\n- b\n").unwrap();
+        let key_step = DocPath::root().with_key("1");
+        assert_eq!(map.locate_exact(&key_step), Some(Location::new(2, 3)));
+    }
+
+    #[test]
+    fn format_follows_the_extension() {
+        assert_eq!(Format::from_path(Path::new("flow.json")), Format::Json);
+        assert_eq!(Format::from_path(Path::new("FLOW.JSON")), Format::Json);
+        assert_eq!(Format::from_path(Path::new("flow.yaml")), Format::Yaml);
+        assert_eq!(Format::from_path(Path::new("flow.yml")), Format::Yaml);
+        assert_eq!(Format::from_path(Path::new("flow")), Format::Yaml);
+    }
+
+    #[test]
+    fn yaml_scalars_follow_the_core_schema() {
+        let text = "a: true\nb: ~\nc: 0x1F\nd: 0o17\ne: .5\nf: '123'\ng: \"true\"\nh: yes\n\
+                    i: 1_000\nj: !!str 12\nk: !!float 1\nl: -12\nm: +7\nn: 1e3\no: Null\n\
+                    p: 12345678901234567890\nq: -1.5E-2\nr: ! 12\ns: !!int \"42\"\nt: FALSE\n";
+        let (value, _) = yaml(text).unwrap();
+        assert_eq!(
+            value,
+            json!({
+                "a": true, "b": null, "c": 31, "d": 15, "e": 0.5, "f": "123", "g": "true",
+                "h": "yes", "i": "1_000", "j": "12", "k": 1.0, "l": -12, "m": 7, "n": 1000.0,
+                "o": null, "p": 12345678901234567890u64, "q": -0.015, "r": "12", "s": 42,
+                "t": false
+            })
+        );
+    }
+
+    #[test]
+    fn big_integers_become_floats_in_both_formats() {
+        let big = "123456789012345678901234567890";
+        let (from_yaml, _) = yaml(&format!("n: {big}\nm: -{big}\n")).unwrap();
+        let (from_json, _) = json(&format!("{{\"n\": {big}, \"m\": -{big}}}")).unwrap();
+        assert_eq!(from_yaml, from_json);
+        assert_eq!(from_yaml["n"].as_f64(), Some(1.2345678901234568e29));
+
+        let error = refused(yaml("n: 0xFFFFFFFFFFFFFFFFFF\n"));
+        assert_eq!(
+            error.to_string(),
+            "1:4: `0xFFFFFFFFFFFFFFFFFF` does not fit in 64 bits"
+        );
+        let error = refused(yaml(&format!("n: 1{}\n", "0".repeat(400))));
+        assert!(
+            error.message.ends_with("is out of range for a JSON number"),
+            "{error}"
+        );
+        let error = refused(yaml("n: 1e400\n"));
+        assert_eq!(
+            error.to_string(),
+            "1:4: `1e400` is out of range for a JSON number"
+        );
+        let error = refused(json("[1, 1e400]"));
+        assert_eq!(error.to_string(), "1:9: invalid JSON: number out of range");
+        let error = refused(yaml("n: -.inf\n"));
+        assert_eq!(
+            error.to_string(),
+            "1:4: `-.inf` has no JSON equivalent: JSON numbers are finite"
+        );
+        let error = refused(yaml("n: !!int twelve\n"));
+        assert_eq!(
+            error.to_string(),
+            "1:4: `twelve` is not an integer (tagged `!!int`)"
+        );
+    }
+
+    #[test]
+    fn malformed_yaml_is_reported_where_it_breaks() {
+        let error = refused(yaml("a:\n  b: 1\n c: 2\n"));
+        assert_eq!(
+            error.to_string(),
+            "3:2: invalid YAML: while parsing a block mapping, did not find expected key"
+        );
+        let error = refused(yaml("a: \"unclosed\nb: 2\n"));
+        assert_eq!(error.location, Some(Location::new(1, 4)));
+        assert!(error.message.starts_with("invalid YAML: "), "{error}");
+        let error = refused(yaml("a: 'unclosed\n"));
+        assert_eq!(error.location, Some(Location::new(1, 4)));
+        // An unclosed flow sequence: the parser's position is kept within
+        // the text even at the end of the input.
+        let error = refused(yaml("[1, 2"));
+        assert_eq!(error.location, Some(Location::new(1, 6)));
+        assert_eq!(
+            error.message,
+            "invalid YAML: while parsing a flow sequence, expected ',' or ']'"
+        );
+    }
+
+    #[test]
+    fn tabs_in_yaml_indentation_are_refused() {
+        let error = refused(yaml("a:\n\tb: 1\n"));
+        assert_eq!(
+            error.to_string(),
+            "2:2: invalid YAML: tabs disallowed within this context (block indentation)"
+        );
+        // A tab that only separates is fine.
+        assert_eq!(yaml("a: b\t# c\n").unwrap().0, json!({"a": "b"}));
+    }
+
+    #[test]
+    fn malformed_json_is_reported_where_it_breaks() {
+        let error = refused(json("{\"a\": [1, 2,]}"));
+        assert_eq!(
+            error.to_string(),
+            "1:12: invalid JSON: trailing comma (JSON allows no `,` before a closing bracket)"
+        );
+        let error = refused(json("{\"a\": 1,\n \"b\": 2,\n}"));
+        assert_eq!(error.location, Some(Location::new(2, 8)));
+        let error = refused(json("{\"a\": 1,\n \"b\": 2"));
+        assert_eq!(
+            error.to_string(),
+            "2:7: invalid JSON: EOF while parsing an object"
+        );
+        let error = refused(json("{\"é\": 1 2}"));
+        assert_eq!(error.to_string(), "1:9: invalid JSON: expected `,` or `}`");
+        let error = refused(json("[1] [2]"));
+        assert_eq!(error.to_string(), "1:5: invalid JSON: trailing characters");
+        let error = refused(json("{\"a\": tru}"));
+        assert_eq!(error.location.map(|at| at.line), Some(1));
+        assert!(error.message.starts_with("invalid JSON: "), "{error}");
+    }
+
+    #[test]
+    fn oversized_documents_are_refused_before_parsing() {
+        // 50 MiB of a valid-looking document: refused by its size alone.
+        let mut big = b"{\"a\": \"".to_vec();
+        big.resize(50 * 1024 * 1024 - 2, b'x');
+        big.extend_from_slice(b"\"}");
+        for format in [Format::Json, Format::Yaml] {
+            let started = Instant::now();
+            let error = refused(parse(&big, format, &Limits::default()));
+            assert!(started.elapsed() < Duration::from_millis(100));
+            assert_eq!(
+                error.to_string(),
+                "the document is 52,428,800 bytes; the limit is 10,485,760"
+            );
+            assert_eq!(error.location, None);
+        }
+        let limits = Limits {
+            max_bytes: 4,
+            ..Limits::default()
+        };
+        assert!(parse(b"[1]", Format::Json, &limits).is_ok());
+        assert!(parse(b"[1, 2]", Format::Json, &limits).is_err());
+    }
+
+    #[test]
+    fn deep_json_is_refused_at_the_first_level_too_many() {
+        for opener in ["[", "{\"a\":"] {
+            let deep = opener.repeat(10_000);
+            let started = Instant::now();
+            let error = refused(json(&deep));
+            assert!(started.elapsed() < Duration::from_secs(1));
+            let column = 1 + 64 * opener.chars().count();
+            assert_eq!(
+                error.to_string(),
+                format!("1:{column}: nesting deeper than 64 levels")
+            );
+        }
+        // Exactly at the limit is fine, and closes properly.
+        let at_limit = format!("{}{}", "[".repeat(64), "]".repeat(64));
+        assert!(json(&at_limit).is_ok());
+    }
+
+    #[test]
+    fn deep_yaml_flow_collections_are_refused_before_parsing() {
+        for opener in ["[", "{a: ", "[{a: "] {
+            let deep = format!("key: {}", opener.repeat(10_000));
+            let started = Instant::now();
+            let error = refused(yaml(&deep));
+            assert!(started.elapsed() < Duration::from_secs(1));
+            assert_eq!(error.message, "nesting deeper than 64 levels");
+            assert_eq!(error.location.map(|at| at.line), Some(1));
+        }
+        // Even a whole 10 MiB of brackets is one quick scan.
+        let started = Instant::now();
+        let error = refused(yaml(&"[".repeat(Limits::DEFAULT_MAX_BYTES)));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(error.to_string(), "1:65: nesting deeper than 64 levels");
+        // Block and flow nesting add up; the parser events enforce the sum.
+        let mixed = format!("a:\n  b:\n    - {}", "[".repeat(63));
+        let error = refused(yaml(&mixed));
+        assert_eq!(error.to_string(), "3:68: nesting deeper than 64 levels");
+        let at_limit = format!("{}{}", "[".repeat(64), "]".repeat(64));
+        assert!(yaml(&at_limit).is_ok());
+    }
+
+    #[test]
+    fn deep_yaml_block_collections_are_refused_as_they_stream() {
+        // Compact nested sequences: 10,000 levels on one line.
+        let started = Instant::now();
+        let error = refused(yaml(&"- ".repeat(10_000)));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(error.to_string(), "1:129: nesting deeper than 64 levels");
+
+        // Indented mappings: 10,000 levels take 50 MB at one space per level,
+        // so raise the size limit to see the depth limit at work.
+        let mut deep = String::new();
+        for level in 0..10_000 {
+            deep.push_str(&" ".repeat(level));
+            deep.push_str("a:\n");
+        }
+        let limits = Limits {
+            max_bytes: deep.len(),
+            ..Limits::default()
+        };
+        let started = Instant::now();
+        let error = refused(parse(deep.as_bytes(), Format::Yaml, &limits));
+        // Generous: the flow pre-scan reads all 50 MB, in a debug build.
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(error.to_string(), "65:65: nesting deeper than 64 levels");
+    }
+
+    #[test]
+    fn the_flow_pre_scan_skips_what_is_not_structure() {
+        let deep = "[".repeat(100);
+        let fine = format!(
+            "script: |\n  {deep}\n  echo \"it's\n\
+             comment: x # {deep}\n\
+             plain: a {deep}\n\
+             quoted: \"{deep}\\\"\"\n\
+             single: 'it''s {deep}'\n\
+             multi: this is\n  {deep} continued\n\
+             key{deep}: a#{deep}\n\
+             folded: >-\n    {deep}\n\n    more\n\
+             last: [1, \"]]]\", '[[[']\n"
+        );
+        let (value, _) = yaml(&fine).unwrap();
+        assert_eq!(value["script"], json!(format!("{deep}\necho \"it's\n")));
+        assert_eq!(value["multi"], json!(format!("this is {deep} continued")));
+        assert_eq!(value["last"], json!([1, "]]]", "[[["]));
+
+        // Real nesting after each of those is still found.
+        let tricky = [
+            format!("a: 'it''s'\nb: {deep}"),
+            format!("a: |\n  text\nb: {deep}"),
+            format!("- k: |\n    text\n  b: {deep}"),
+            format!("a: plain\n  continued\nb: {deep}"),
+            format!("a: x # '\nb: {deep}"),
+            format!("\"k #\": {deep}"),
+            format!("a: [\"]\", '[', {deep}"),
+        ];
+        for text in tricky {
+            let error = refused(yaml(&text));
+            assert_eq!(error.message, "nesting deeper than 64 levels", "{text}");
+        }
+    }
+
+    #[test]
+    fn non_utf8_is_refused_and_a_bom_is_accepted() {
+        for format in [Format::Yaml, Format::Json] {
+            let error = refused(parse(
+                b"{\"a\": 1,\n \"b\": \"\xff\"}",
+                format,
+                &Limits::default(),
+            ));
+            assert_eq!(
+                error.to_string(),
+                "2:8: the document is not UTF-8: invalid byte 0xFF"
+            );
+        }
+        let (value, map) = parse(b"\xEF\xBB\xBFa: 1\n", Format::Yaml, &Limits::default()).unwrap();
+        assert_eq!(value, json!({"a": 1}));
+        assert_eq!(map.locate_key(&path("/a")), Some(Location::new(1, 1)));
+        let (value, map) =
+            parse(b"\xEF\xBB\xBF{\"a\": 1}", Format::Json, &Limits::default()).unwrap();
+        assert_eq!(value, json!({"a": 1}));
+        assert_eq!(map.locate(&path("/a")), Some(Location::new(1, 7)));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_in_both_formats() {
+        let error = refused(yaml("id: a\ntype: t\nid: b\n"));
+        assert_eq!(
+            error.to_string(),
+            "3:1: duplicate key `id` (first defined at 1:1)"
+        );
+        let error = refused(yaml("n:\n  - {x: 1, 'x': 2}\n"));
+        assert_eq!(
+            error.to_string(),
+            "2:12: duplicate key `x` (first defined at 2:6)"
+        );
+        let error = refused(json("{\"id\": 1,\n \"id\": 2}"));
+        assert_eq!(
+            error.to_string(),
+            "2:2: duplicate key `id` (first defined at 1:2)"
+        );
+        // Escapes are decoded before keys are compared.
+        let error = refused(json("{\"id\": 1, \"\\u0069d\": 2}"));
+        assert_eq!(error.message, "duplicate key `id` (first defined at 1:2)");
+        // The same key in different mappings is fine.
+        assert!(json("[{\"id\": 1}, {\"id\": 2}]").is_ok());
+        assert!(yaml("- id: 1\n- id: 2\n").is_ok());
+    }
+
+    #[test]
+    fn non_string_yaml_keys_are_refused() {
+        let error = refused(yaml("200: ok\n"));
+        assert_eq!(
+            error.to_string(),
+            "1:1: mapping keys must be strings, and `200` is a number; quote it to use it as a key"
+        );
+        assert_eq!(yaml("'200': ok\n").unwrap().0, json!({"200": "ok"}));
+        let error = refused(yaml("true: x\n"));
+        assert!(error.message.contains("is a boolean"), "{error}");
+        let error = refused(yaml("? [a, b]\n: c\n"));
+        assert_eq!(
+            error.to_string(),
+            "1:3: mapping keys must be strings, and this key is a sequence"
+        );
+        let error = refused(yaml("{{a: 1}: b}"));
+        assert!(error.message.ends_with("this key is a mapping"), "{error}");
+        let error = refused(yaml(": orphan\n"));
+        assert_eq!(
+            error.message,
+            "a mapping key is empty; mapping keys must be strings"
+        );
+    }
+
+    #[test]
+    fn yaml_aliases_are_refused_so_no_bomb_can_expand() {
+        let bomb = "a: &a [\"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\"]\n\
+                    b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n\
+                    c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n\
+                    d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n\
+                    e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\n\
+                    f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n\
+                    g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\n\
+                    h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]\n\
+                    i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]\n";
+        let started = Instant::now();
+        let error = refused(yaml(bomb));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(
+            error.to_string(),
+            "2:8: YAML aliases are not supported (`*a`); write the value out in full"
+        );
+        // Merge keys are aliases too.
+        let error = refused(yaml("base: &base {x: 1}\nnode:\n  <<: *base\n"));
+        assert_eq!(error.location, Some(Location::new(3, 7)));
+        // An anchor alone is harmless and ignored.
+        assert_eq!(yaml("a: &x 1\n").unwrap().0, json!({"a": 1}));
+    }
+
+    #[test]
+    fn unsupported_yaml_tags_are_refused() {
+        let error = refused(yaml("a: !secret x\n"));
+        assert_eq!(error.to_string(), "1:4: unsupported YAML tag `!secret`");
+        let error = refused(yaml("a: !!binary aGk=\n"));
+        assert_eq!(error.to_string(), "1:4: unsupported YAML tag `!!binary`");
+        let error = refused(yaml("a: !!set {x}\n"));
+        assert_eq!(error.message, "unsupported YAML tag `!!set` on a mapping");
+        assert_eq!(yaml("a: !!seq [1]\n").unwrap().0, json!({"a": [1]}));
+    }
+
+    #[test]
+    fn only_one_yaml_document_is_accepted() {
+        let error = refused(yaml("a: 1\n---\nb: 2\n"));
+        assert_eq!(
+            error.to_string(),
+            "2:1: a second YAML document starts here; a flow file holds one document"
+        );
+        let error = refused(yaml("--- a\n--- b\n"));
+        assert_eq!(error.location, Some(Location::new(2, 1)));
+        // Explicit start and end markers around one document are fine.
+        assert_eq!(yaml("---\na: 1\n...\n").unwrap().0, json!({"a": 1}));
+    }
+
+    #[test]
+    fn empty_documents_are_refused() {
+        for text in [
+            "",
+            "  \n\n",
+            "# just a comment\n",
+            "---\n",
+            "--- # nothing\n...\n",
+        ] {
+            let error = refused(yaml(text));
+            assert_eq!(error.to_string(), "the document is empty", "{text:?}");
+        }
+        for text in ["", " \n\t\r\n"] {
+            assert_eq!(refused(json(text)).to_string(), "the document is empty");
+        }
+        // An explicit null is a value, not an empty document.
+        assert_eq!(yaml("null\n").unwrap().0, Value::Null);
+        assert_eq!(yaml("''\n").unwrap().0, json!(""));
+    }
+
+    #[test]
+    fn errors_display_compiler_style() {
+        let error = SourceError::at(Location::new(3, 7), "unknown field `tiemout`");
+        assert_eq!(
+            format!("flow.yaml:{error}"),
+            "flow.yaml:3:7: unknown field `tiemout`"
+        );
+        let error = SourceError::whole("the document is empty");
+        assert_eq!(
+            format!("flow.yaml: {error}"),
+            "flow.yaml: the document is empty"
+        );
+        assert_eq!(group_digits(0), "0");
+        assert_eq!(group_digits(999), "999");
+        assert_eq!(group_digits(1000), "1,000");
+        assert_eq!(group_digits(10_485_760), "10,485,760");
+    }
+
+    /// Every value of `value` is in `map` at exactly its path.
+    fn assert_every_path_located(value: &Value, map: &SourceMap) {
+        let mut pending = vec![(DocPath::root(), value)];
+        while let Some((at, value)) = pending.pop() {
+            assert!(map.locate_exact(&at).is_some(), "{at} not located");
+            match value {
+                Value::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        pending.push((at.clone().with_index(i), item));
+                    }
+                }
+                Value::Object(fields) => {
+                    for (key, item) in fields {
+                        pending.push((at.clone().with_key(key.clone()), item));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn every_value_of_the_example_flows_is_located() {
+        for (text, format) in [(FLOW_YAML, Format::Yaml), (FLOW_JSON, Format::Json)] {
+            let (value, map) = parse(text.as_bytes(), format, &Limits::default()).unwrap();
+            assert_every_path_located(&value, &map);
+        }
+    }
+
+    /// Bytes that matter to YAML or JSON syntax, to mutate documents with.
+    fn syntax_byte() -> impl Strategy<Value = u8> {
+        prop_oneof![
+            proptest::sample::select(b"[]{}:,-?'\"#|>&*!%@`~\\\n\r\t 0aeE.+".to_vec()),
+            any::<u8>(),
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Insert(usize, u8),
+        Remove(usize, usize),
+        Replace(usize, u8),
+        Repeat(usize, usize, usize),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            (any::<usize>(), syntax_byte()).prop_map(|(at, b)| Mutation::Insert(at, b)),
+            (any::<usize>(), 1..8usize).prop_map(|(at, n)| Mutation::Remove(at, n)),
+            (any::<usize>(), syntax_byte()).prop_map(|(at, b)| Mutation::Replace(at, b)),
+            (any::<usize>(), 1..16usize, 1..100usize)
+                .prop_map(|(at, n, times)| Mutation::Repeat(at, n, times)),
+        ]
+    }
+
+    fn mutate(text: &str, mutations: &[Mutation]) -> Vec<u8> {
+        let mut bytes = text.as_bytes().to_vec();
+        for mutation in mutations {
+            let len = bytes.len();
+            match *mutation {
+                Mutation::Insert(at, b) => bytes.insert(at % (len + 1), b),
+                Mutation::Remove(at, n) if len > 0 => {
+                    let at = at % len;
+                    bytes.drain(at..(at + n).min(len));
+                }
+                Mutation::Replace(at, b) if len > 0 => bytes[at % len] = b,
+                Mutation::Repeat(at, n, times) if len > 0 => {
+                    let at = at % len;
+                    let piece = bytes[at..(at + n).min(len)].to_vec();
+                    for _ in 0..times {
+                        bytes.splice(at..at, piece.iter().copied());
+                    }
+                }
+                _ => {}
+            }
+        }
+        bytes
+    }
+
+    /// Parses in both formats: no panic, and a success is fully located.
+    fn parse_both(bytes: &[u8]) {
+        for format in [Format::Yaml, Format::Json] {
+            if let Ok((value, map)) = parse(bytes, format, &Limits::default()) {
+                assert_every_path_located(&value, &map);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            parse_both(&bytes);
+        }
+
+        #[test]
+        fn random_syntax_never_panics(bytes in proptest::collection::vec(syntax_byte(), 0..256)) {
+            parse_both(&bytes);
+        }
+
+        #[test]
+        fn mutated_yaml_never_panics(mutations in proptest::collection::vec(mutation(), 1..6)) {
+            parse_both(&mutate(FLOW_YAML, &mutations));
+        }
+
+        #[test]
+        fn mutated_json_never_panics(mutations in proptest::collection::vec(mutation(), 1..6)) {
+            parse_both(&mutate(FLOW_JSON, &mutations));
+        }
+
+        #[test]
+        fn pointers_round_trip(steps in proptest::collection::vec(
+            prop_oneof![
+                (0..1000usize).prop_map(Segment::Index),
+                "[a-zA-Z_/~ .-][a-zA-Z0-9_/~ .-]{0,8}".prop_map(Segment::Key),
+            ],
+            0..6,
+        )) {
+            let original: DocPath = steps.into_iter().collect();
+            let back = DocPath::from_json_pointer(&original.to_json_pointer()).unwrap();
+            prop_assert_eq!(back, original);
+        }
     }
 }

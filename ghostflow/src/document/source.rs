@@ -1074,6 +1074,51 @@ mod yaml {
         )
     }
 
+    /// The deepest flow nesting the pre-scan sees (up to `cap`), and the
+    /// deepest the YAML scanner reaches on the tokens the parser takes before
+    /// it stops (brackets opened minus brackets closed, whatever their kind,
+    /// as the scanner counts them), for the differential test.
+    #[cfg(test)]
+    pub(super) fn flow_depths(text: &str, cap: usize) -> (usize, usize) {
+        let scanned = (0..cap)
+            .find(|&max| FlowDepth::new(text).check(max).is_ok())
+            .unwrap_or(cap);
+        let chars: Vec<char> = text.chars().collect();
+        let (mut level, mut deepest) = (0usize, 0);
+        for next in Parser::new_from_str(text) {
+            let Ok((event, span)) = next else { break };
+            let spanned = chars
+                .get(span.start.index()..span.end.index())
+                .unwrap_or_default();
+            match event {
+                Event::SequenceStart(..) | Event::MappingStart(..) => {
+                    // A flow collection's span runs from its properties, if
+                    // any, to its bracket.
+                    if let Some(('[' | '{', properties)) = spanned.split_last()
+                        && properties
+                            .iter()
+                            .collect::<String>()
+                            .split_whitespace()
+                            .all(|word| word.starts_with(['!', '&']))
+                    {
+                        level += 1;
+                        deepest = deepest.max(level);
+                    }
+                }
+                Event::SequenceEnd | Event::MappingEnd => {
+                    // The span of a bracket token runs on over blanks and a
+                    // comment; an implicit mapping's end spans nothing.
+                    if matches!(spanned.first(), Some(']' | '}')) {
+                        level = level.saturating_sub(1);
+                    }
+                }
+                Event::StreamEnd => break,
+                _ => {}
+            }
+        }
+        (scanned, deepest)
+    }
+
     /// Where a token may be, as far as the pre-scan needs to know.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Mode {
@@ -1102,6 +1147,9 @@ mod yaml {
         indents: Vec<isize>,
         /// Block context: where the current node starts (a key, if `:` follows).
         node_column: isize,
+        /// Block context: where the anchor or tag of the coming node starts,
+        /// if it has one on this line; the node (as a key) starts there.
+        properties_at: Option<isize>,
         /// Block context: the innermost block column when the current plain
         /// scalar started; its continuation lines are indented past it.
         plain_owner: isize,
@@ -1131,6 +1179,7 @@ mod yaml {
                 mode: Mode::Token,
                 indents: vec![-1],
                 node_column: 0,
+                properties_at: None,
                 plain_owner: -1,
                 continues_past: None,
                 block_scalar_past: None,
@@ -1169,8 +1218,13 @@ mod yaml {
             self.bytes.get(self.at + 1)
         }
 
-        fn after_blank(&self) -> bool {
-            self.at == self.line_start || matches!(self.bytes[self.at - 1], b' ' | b'\t')
+        /// Whether a `#` here starts a comment: after a blank, as YAML says,
+        /// and also wherever a token may start, as the YAML scanner treats it
+        /// (`[a,#b]`); inside a plain scalar, `a#b` is text.
+        fn starts_comment(&self) -> bool {
+            self.mode != Mode::Plain
+                || self.at == self.line_start
+                || matches!(self.bytes[self.at - 1], b' ' | b'\t')
         }
 
         /// Consumes one line break, without any block-context bookkeeping.
@@ -1205,6 +1259,7 @@ mod yaml {
         /// decides whether a plain scalar continues, and closes the block
         /// collections this line is not indented into.
         fn start_line(&mut self) {
+            self.properties_at = None;
             loop {
                 let rest = &self.bytes[self.at..];
                 let spaces = rest.iter().take_while(|&&b| b == b' ').count() as isize;
@@ -1214,8 +1269,12 @@ mod yaml {
                     .count();
                 let first = rest.get(blanks);
                 let blank_line = matches!(first, None | Some(b'\n' | b'\r'));
+                // `---` and `...` end whatever is open, even a top-level
+                // block scalar.
+                let marker =
+                    (rest.starts_with(b"---") || rest.starts_with(b"...")) && is_blank(rest.get(3));
                 if let Some(past) = self.block_scalar_past {
-                    if blank_line || spaces > past {
+                    if !marker && (blank_line || spaces > past) {
                         self.skip_to_line_end();
                         if self.at < self.bytes.len() {
                             self.line_break();
@@ -1230,7 +1289,7 @@ mod yaml {
                     return;
                 }
                 let first_column = blanks as isize;
-                if (rest.starts_with(b"---") || rest.starts_with(b"...")) && is_blank(rest.get(3)) {
+                if marker {
                     self.indents.truncate(1);
                     self.continues_past = None;
                     self.mode = Mode::Token;
@@ -1302,7 +1361,7 @@ mod yaml {
         fn block(&mut self, c: u8, max: usize) -> Result<(), usize> {
             let column = self.column();
             let blank_next = is_blank(self.next());
-            if c == b'#' && self.after_blank() {
+            if c == b'#' && self.starts_comment() {
                 // A comment ends a plain scalar for good.
                 self.skip_to_line_end();
                 self.mode = Mode::Token;
@@ -1315,36 +1374,51 @@ mod yaml {
                     self.mode = Mode::Token;
                     self.at += 1;
                 }
-                Mode::Plain | Mode::AfterNode => self.at += 1,
-                Mode::Token => match c {
-                    b'-' | b'?' if blank_next => {
-                        self.push_indent(column);
+                Mode::Plain => self.at += 1,
+                // Anything else after a node is a new token to the scanner
+                // (and an error to the parser, but the scanner may read far
+                // ahead before the parser sees it).
+                Mode::Token | Mode::AfterNode => match c {
+                    // Entry, explicit key, value without a key: each opens
+                    // a block collection at its column if none is open there.
+                    b'-' | b'?' | b':' if blank_next => {
+                        // `&a : x`: the key is an empty node that starts at
+                        // its anchor.
+                        let start = match c {
+                            b':' => self.properties_at.unwrap_or(column),
+                            _ => column,
+                        };
+                        self.push_indent(start);
+                        self.properties_at = None;
                         self.at += 1;
                     }
-                    b':' if blank_next => self.at += 1,
                     b'\'' | b'"' => {
-                        self.node_column = column;
+                        self.node_column = self.properties_at.take().unwrap_or(column);
                         self.skip_quoted();
                         self.mode = Mode::AfterNode;
                     }
                     b'[' | b'{' => {
-                        self.node_column = column;
+                        self.node_column = self.properties_at.take().unwrap_or(column);
                         self.open(max)?;
                     }
                     b']' | b'}' | b',' => self.at += 1,
                     b'|' | b'>' => {
+                        self.properties_at = None;
                         self.block_scalar_past = Some(self.top());
                         self.skip_to_line_end();
                     }
-                    b'&' | b'!' => self.skip_name(),
+                    b'&' | b'!' => {
+                        self.properties_at.get_or_insert(column);
+                        self.skip_name();
+                    }
                     b'*' => {
-                        self.node_column = column;
+                        self.node_column = self.properties_at.take().unwrap_or(column);
                         self.skip_name();
                         self.mode = Mode::AfterNode;
                     }
                     b'%' if column == 0 => self.skip_to_line_end(),
                     _ => {
-                        self.node_column = column;
+                        self.node_column = self.properties_at.take().unwrap_or(column);
                         self.plain_owner = self.top();
                         self.mode = Mode::Plain;
                         self.at += 1;
@@ -1358,7 +1432,7 @@ mod yaml {
         fn flow(&mut self, c: u8, max: usize) -> Result<(), usize> {
             let next = self.next();
             let ends_value = is_blank(next) || is_flow_indicator(next);
-            if c == b'#' && self.after_blank() {
+            if c == b'#' && self.starts_comment() {
                 self.skip_to_line_end();
                 if self.mode == Mode::Plain {
                     self.mode = Mode::AfterNode;
@@ -2428,6 +2502,13 @@ outputs:
     }
 
     #[test]
+    fn the_differential_hook_sees_flow_depth() {
+        assert_eq!(yaml::flow_depths("a: [[1], {b: [2]}]\n", 64), (3, 3));
+        assert_eq!(yaml::flow_depths("- - [x]\n", 64), (1, 1));
+        assert_eq!(yaml::flow_depths("a: 'x [[' # [[\n", 64), (0, 0));
+    }
+
+    #[test]
     fn every_value_of_the_example_flows_is_located() {
         for (text, format) in [(FLOW_YAML, Format::Yaml), (FLOW_JSON, Format::Json)] {
             let (value, map) = parse(text.as_bytes(), format, &Limits::default()).unwrap();
@@ -2495,7 +2576,7 @@ outputs:
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        #![proptest_config(ProptestConfig::with_cases(1024))]
 
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
@@ -2515,6 +2596,25 @@ outputs:
         #[test]
         fn mutated_json_never_panics(mutations in proptest::collection::vec(mutation(), 1..6)) {
             parse_both(&mutate(FLOW_JSON, &mutations));
+        }
+
+        /// The flow pre-scan must never see less nesting than the parser
+        /// opens, or a deep document could reach the parser's slow path.
+        #[test]
+        fn the_flow_pre_scan_never_undercounts(pieces in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "[", "]", "{", "}", ", ", ",", ": ", ":", "- ", "-", "? ", "'", "\"", "''",
+                "\\", "#", " #", "|", ">", "|-\n", "\n", "\r\n", "  ", " ", "\t", "a", "k: ",
+                "&x ", "!t ", "!!str ", "*x", "---\n", "...\n", "%YAML 1.2\n", "é",
+                "\n  ", "\n    ", "\n- ", "\n  - ", "k:\n", "k: |\n", "- |2\n", ">+\n",
+                "  k: ", "key: [", "a b", "\"\\\"", "x#", "\n#", "\n   ", "- - ", "k: >\n", "  |\n",
+                "\n? ", "\n: ", "'a'", "\"a\"",
+            ]),
+            0..64,
+        )) {
+            let text: String = pieces.concat();
+            let (scanned, parsed) = yaml::flow_depths(&text, 64);
+            prop_assert!(scanned >= parsed, "pre-scan {} < parser {} in {:?}", scanned, parsed, text);
         }
 
         #[test]

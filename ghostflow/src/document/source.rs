@@ -57,11 +57,15 @@
 //!   past [`Limits::max_depth`]; `serde_json` only ever sees documents that
 //!   passed it.
 //! - YAML flow collections (`[`, `{`): a linear pre-scan counts them outside
-//!   quoted scalars, comments and block scalars. This matters for time, not
-//!   the stack: inside a flow collection the YAML scanner reads ahead to the
-//!   collection's end before it emits anything, and its work per token grows
-//!   with the flow depth (it refuses 255 levels itself), so a deep 10 MiB
-//!   document would take seconds before any event could be checked.
+//!   quoted scalars, comments and block scalars, the way the YAML scanner
+//!   reads them (a differential property test checks that it never sees less
+//!   nesting than the scanner). This matters for time, not the stack: inside
+//!   a flow collection the YAML scanner reads ahead to the collection's end
+//!   before it emits anything, and its work per token grows with the flow
+//!   depth, so a deep 10 MiB document would take seconds before any event
+//!   could be checked. For the same reason the pre-scan also bounds the total
+//!   (tokens times flow depth): millions of values 60 levels deep are refused
+//!   though each level is within the limit.
 //! - YAML block nesting (indentation, `- - -`) is checked on the events, as
 //!   they stream: the scanner reads at most a line ahead in block context, so
 //!   a deep document is refused after reading about `max_depth` lines.
@@ -1028,8 +1032,18 @@ mod yaml {
     };
 
     pub(super) fn parse(text: &str, limits: &Limits) -> Result<(Value, SourceMap), SourceError> {
-        if let Err(at) = FlowDepth::new(text).check(limits.max_depth) {
-            return Err(nesting_error(location_of_byte(text, at), limits));
+        match FlowDepth::new(text).check(limits.max_depth) {
+            Ok(()) => {}
+            Err(Refusal::TooDeep(at)) => {
+                return Err(nesting_error(location_of_byte(text, at), limits));
+            }
+            Err(Refusal::TooMuchWork(at)) => {
+                return Err(SourceError::at(
+                    location_of_byte(text, at),
+                    "flow collections (`[...]`, `{...}`) nest too deeply for a document \
+                     this large; write the outer levels in block style",
+                ));
+            }
         }
         let mut builder = Builder {
             text,
@@ -1081,7 +1095,7 @@ mod yaml {
     #[cfg(test)]
     pub(super) fn flow_depths(text: &str, cap: usize) -> (usize, usize) {
         let scanned = (0..cap)
-            .find(|&max| FlowDepth::new(text).check(max).is_ok())
+            .find(|&max| !matches!(FlowDepth::new(text).check(max), Err(Refusal::TooDeep(_))))
             .unwrap_or(cap);
         let chars: Vec<char> = text.chars().collect();
         let (mut level, mut deepest) = (0usize, 0);
@@ -1117,6 +1131,22 @@ mod yaml {
             }
         }
         (scanned, deepest)
+    }
+
+    /// The most work the YAML scanner may be given inside flow collections,
+    /// counted as tokens times the flow depth they sit at: for each token it
+    /// walks one saved key per open flow level. This is about 0.3 s in a
+    /// release build, and far beyond any configuration file: a 10 MiB flow
+    /// document 5 levels deep is about 15 million.
+    const FLOW_WORK_BUDGET: usize = 50_000_000;
+
+    /// Why the pre-scan refuses a document, and at which byte.
+    #[derive(Debug)]
+    enum Refusal {
+        /// A flow collection past the nesting limit.
+        TooDeep(usize),
+        /// More flow work than [`FLOW_WORK_BUDGET`].
+        TooMuchWork(usize),
     }
 
     /// Where a token may be, as far as the pre-scan needs to know.
@@ -1159,6 +1189,8 @@ mod yaml {
         /// Block context: inside a block scalar (`|`, `>`), whose content
         /// lines are indented past this column.
         block_scalar_past: Option<isize>,
+        /// The scanner's work so far inside flow collections.
+        work: usize,
     }
 
     fn is_blank(b: Option<&u8>) -> bool {
@@ -1183,11 +1215,13 @@ mod yaml {
                 plain_owner: -1,
                 continues_past: None,
                 block_scalar_past: None,
+                work: 0,
             }
         }
 
-        /// `Err(byte)` at the first bracket past `max` levels.
-        fn check(mut self, max: usize) -> Result<(), usize> {
+        /// Refuses at the first bracket past `max` levels, or where the flow
+        /// work runs over its budget.
+        fn check(mut self, max: usize) -> Result<(), Refusal> {
             self.start_line();
             while let Some(&c) = self.bytes.get(self.at) {
                 match c {
@@ -1347,10 +1381,10 @@ mod yaml {
             }
         }
 
-        fn open(&mut self, max: usize) -> Result<(), usize> {
+        fn open(&mut self, max: usize) -> Result<(), Refusal> {
             self.depth += 1;
             if self.depth > max {
-                return Err(self.at);
+                return Err(Refusal::TooDeep(self.at));
             }
             self.at += 1;
             self.mode = Mode::Token;
@@ -1358,7 +1392,7 @@ mod yaml {
         }
 
         /// One byte (not blank, not a line break) in block context.
-        fn block(&mut self, c: u8, max: usize) -> Result<(), usize> {
+        fn block(&mut self, c: u8, max: usize) -> Result<(), Refusal> {
             let column = self.column();
             let blank_next = is_blank(self.next());
             if c == b'#' && self.starts_comment() {
@@ -1429,7 +1463,14 @@ mod yaml {
         }
 
         /// One byte (not blank, not a line break) inside a flow collection.
-        fn flow(&mut self, c: u8, max: usize) -> Result<(), usize> {
+        fn flow(&mut self, c: u8, max: usize) -> Result<(), Refusal> {
+            if self.mode != Mode::Plain || matches!(c, b'[' | b']' | b'{' | b'}' | b',' | b':') {
+                // Roughly one token starts here.
+                self.work += self.depth;
+                if self.work > FLOW_WORK_BUDGET {
+                    return Err(Refusal::TooMuchWork(self.at));
+                }
+            }
             let next = self.next();
             let ends_value = is_blank(next) || is_flow_indicator(next);
             if c == b'#' && self.starts_comment() {
@@ -2259,6 +2300,33 @@ outputs:
         assert_eq!(error.to_string(), "3:68: nesting deeper than 64 levels");
         let at_limit = format!("{}{}", "[".repeat(64), "]".repeat(64));
         assert!(yaml(&at_limit).is_ok());
+    }
+
+    #[test]
+    fn wide_deep_yaml_flow_collections_are_refused_before_parsing() {
+        // Within the nesting limit, but millions of tokens deep inside flow
+        // collections would cost the YAML scanner seconds.
+        let wide = format!(
+            "{}{}{}",
+            "[".repeat(60),
+            "1,".repeat(4_000_000),
+            "]".repeat(60)
+        );
+        let started = Instant::now();
+        let error = refused(yaml(&wide));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(error.location.map(|at| at.line), Some(1));
+        assert_eq!(
+            error.message,
+            "flow collections (`[...]`, `{...}`) nest too deeply for a document this large; \
+             write the outer levels in block style"
+        );
+        // The same data, shallow, is fine.
+        let shallow = format!("[{}1]", "1,".repeat(400_000));
+        assert_eq!(
+            yaml(&shallow).unwrap().0.as_array().map(Vec::len),
+            Some(400_001)
+        );
     }
 
     #[test]

@@ -80,12 +80,25 @@ impl Context {
     /// A permanent error naming the node and the secret when the provider
     /// does not have it.
     pub fn secret(&self, name: &str) -> Result<Secret, NodeError> {
-        self.run.secrets.get(name).ok_or_else(|| {
+        let secret = self.run.secrets.get(name).ok_or_else(|| {
             NodeError::permanent(format!(
                 "node `{}`: secret `{name}` is not set",
                 self.node_id()
             ))
-        })
+        })?;
+        // From now on this run masks the value in errors and events.
+        self.run.redactor.add(secret.expose());
+        Ok(secret)
+    }
+
+    /// The engine's secrets provider, for configuration expressions.
+    pub(crate) fn secrets(&self) -> &dyn Secrets {
+        &*self.run.secrets
+    }
+
+    /// Masks `value` in everything this run reports from now on.
+    pub(crate) fn redact(&self, value: &str) {
+        self.run.redactor.add(value);
     }
 
     /// Emits a progress event (for example a streamed LLM token) on the
@@ -93,9 +106,10 @@ impl Context {
     pub fn progress(&self, data: impl Serialize) {
         let emitter = &self.run.emitter;
         if emitter.is_active() {
-            let data = serde_json::to_value(data).unwrap_or_else(|e| {
+            let mut data = serde_json::to_value(data).unwrap_or_else(|e| {
                 serde_json::Value::String(format!("<progress not serializable: {e}>"))
             });
+            self.run.redactor.json(&mut data);
             let index = self.index();
             emitter.emit(|| EventKind::NodeProgress {
                 node: self.run.node(index).id.clone(),

@@ -91,6 +91,12 @@ impl NodeError {
         self.source.as_deref()
     }
 
+    /// The same error with another message (same kind, delay and source).
+    pub(crate) fn with_message(mut self, message: String) -> Self {
+        self.message = message;
+        self
+    }
+
     pub(crate) fn from_port(err: PortError) -> Self {
         NodeError::permanent(err.to_string())
     }

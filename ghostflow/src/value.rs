@@ -198,8 +198,11 @@ impl Value {
     /// Reads the payload as a `T`, taking it without a copy when this is the
     /// last reference, cloning it otherwise.
     ///
-    /// A JSON payload is decoded into `T`, and any payload is encoded when `T`
-    /// is `serde_json::Value`, so JSON-typed and typed nodes connect.
+    /// A payload of another type goes through JSON: it is serialized and
+    /// decoded as a `T`. So JSON-typed and typed ports connect, and so do
+    /// types with the same JSON shape (a `u64` read as an `f64`, one struct
+    /// read as another with the same fields); it fails when the shapes
+    /// differ, with serde's reason.
     ///
     /// # Errors
     /// Fails when the payload is neither a `T` nor convertible through JSON.
@@ -210,9 +213,18 @@ impl Value {
             found,
             detail,
         };
-        if TypeId::of::<T>() == TypeId::of::<serde_json::Value>() && !self.is::<T>() {
-            let json = self.to_json().map_err(|e| mismatch(Some(e.to_string())))?;
-            return T::deserialize(json).map_err(|e| mismatch(Some(e.to_string())));
+        let via_json = |value: &Value| -> Result<T, ValueTypeError> {
+            match value.downcast_ref::<serde_json::Value>() {
+                Some(json) => T::deserialize(json),
+                None => {
+                    let json = value.to_json().map_err(|e| mismatch(Some(e.to_string())))?;
+                    T::deserialize(json)
+                }
+            }
+            .map_err(|e| mismatch(Some(e.to_string())))
+        };
+        if !self.is::<T>() {
+            return via_json(&self);
         }
         let shared = match self.0 {
             Repr::Shared(shared) => shared,
@@ -223,10 +235,7 @@ impl Value {
         };
         match shared.into_any_arc().downcast::<T>() {
             Ok(arc) => Ok(Arc::try_unwrap(arc).unwrap_or_else(|shared| (*shared).clone())),
-            Err(any) => match any.downcast_ref::<serde_json::Value>() {
-                Some(json) => T::deserialize(json).map_err(|e| mismatch(Some(e.to_string()))),
-                None => Err(mismatch(None)),
-            },
+            Err(_) => Err(mismatch(None)),
         }
     }
 }
@@ -255,8 +264,12 @@ mod tests {
         assert_eq!(n.type_name(), "u64");
         assert!(!n.ptr_eq(&n.clone()));
         assert_eq!(n.clone().take::<u64>().unwrap(), 7);
-        let err = n.clone().take::<i64>().unwrap_err();
-        assert_eq!((err.expected, err.found), ("i64", "u64"));
+        // Numbers of another type convert through JSON when they fit.
+        assert_eq!(n.clone().take::<i64>().unwrap(), 7);
+        assert_eq!(n.clone().take::<f64>().unwrap(), 7.0);
+        let err = Value::new(-1i64).take::<u64>().unwrap_err();
+        assert_eq!((err.expected, err.found), ("u64", "i64"));
+        assert!(err.detail.is_some());
         assert_eq!(n.to_json().unwrap(), serde_json::json!(7));
         assert_eq!(Value::new(-3i64).take::<i64>().unwrap(), -3);
         assert_eq!(Value::new(0.5f64).take::<f64>().unwrap(), 0.5);
@@ -289,6 +302,27 @@ mod tests {
         assert_eq!(
             typed.take::<serde_json::Value>().unwrap(),
             serde_json::json!(7)
+        );
+    }
+
+    #[test]
+    fn types_with_the_same_json_shape_convert() {
+        #[derive(
+            Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema, PartialEq,
+        )]
+        struct A {
+            x: u32,
+        }
+        #[derive(
+            Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema, PartialEq,
+        )]
+        struct B {
+            x: u64,
+        }
+        assert_eq!(Value::new(A { x: 3 }).take::<B>().unwrap(), B { x: 3 });
+        assert_eq!(
+            Value::new(vec![1u8, 2]).take::<Vec<u64>>().unwrap(),
+            vec![1, 2]
         );
     }
 

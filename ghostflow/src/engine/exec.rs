@@ -31,6 +31,7 @@ use crate::error::{Error, NodeError};
 use crate::event::{Emitter, EventKind, EventStream, ExecutionEvents, RunStatus};
 use crate::flow::{Flow, FlowNode, NodeFailure, Target};
 use crate::policy::OnError;
+use crate::redact::Redactor;
 use crate::store::{ExecutionRecorder, ExecutionStart, NodeRecord, NodeStatus};
 use crate::value::Value;
 
@@ -58,6 +59,8 @@ pub(crate) struct RunShared {
     token: OnceLock<CancellationToken>,
     pub(crate) emitter: Emitter,
     pub(crate) secrets: Arc<dyn Secrets>,
+    /// The secret values this run handed out, masked in what it reports.
+    pub(crate) redactor: Redactor,
     log: Option<Arc<ExecutionEvents>>,
     recorder: Arc<dyn ExecutionRecorder>,
     keep_outputs: bool,
@@ -348,10 +351,24 @@ fn prepare(
         }
         by_position[position] = Some(value);
     }
-    if let Some(missing) = declared.iter().zip(&by_position).find(|(_, v)| v.is_none()) {
-        return Err(Error::MissingInput {
-            name: missing.0.name.clone(),
-        });
+    // Inputs left out take their default; those without one are required.
+    let defaults: Vec<Option<Value>> = declared
+        .iter()
+        .zip(&by_position)
+        .map(|(port, given)| match (given, &port.default) {
+            (None, Some(default)) => Some(Value::json(default.clone())),
+            _ => None,
+        })
+        .collect();
+    for ((slot, default), port) in by_position.iter_mut().zip(&defaults).zip(declared) {
+        if slot.is_none() {
+            *slot = default.as_ref();
+            if slot.is_none() {
+                return Err(Error::MissingInput {
+                    name: port.name.clone(),
+                });
+            }
+        }
     }
 
     let nodes: Box<[NodeState]> = plan
@@ -414,6 +431,7 @@ fn prepare(
         token: OnceLock::new(),
         emitter,
         secrets: inner.secrets.clone(),
+        redactor: Redactor::default(),
         log,
         recorder,
         keep_outputs,
@@ -479,7 +497,7 @@ impl Worker {
                     outputs: run
                         .emitter
                         .wants_payloads()
-                        .then(|| payloads(node, &outputs)),
+                        .then(|| payloads(&run.redactor, node, &outputs)),
                 });
                 run.deliver_all(index, &mut outputs, None, &mut self.ready);
                 recycle(&mut self.spare, outputs);
@@ -621,7 +639,8 @@ async fn attempts(
                 *clock = Some(ended);
                 return Attempted::Succeeded(outputs);
             }
-            Err(error) => error,
+            // From here on the error is reported: no secret may show in it.
+            Err(error) => run.redactor.error(error),
         };
         let retry_in = match retry {
             Some(policy) if error.is_retryable() && attempt < max_attempts => {
@@ -996,6 +1015,7 @@ async fn run_attempt(
 }
 
 fn payloads(
+    redactor: &Redactor,
     node: &FlowNode,
     outputs: &[Option<Value>],
 ) -> serde_json::Map<String, serde_json::Value> {
@@ -1004,10 +1024,11 @@ fn payloads(
         .iter()
         .zip(outputs)
         .filter_map(|(port, value)| {
-            let json = value
+            let mut json = value
                 .as_ref()?
                 .to_json()
                 .unwrap_or_else(|e| serde_json::Value::String(format!("<not serializable: {e}>")));
+            redactor.json(&mut json);
             Some((port.name.clone(), json))
         })
         .collect()

@@ -192,9 +192,45 @@ impl FlowBuilder {
             name: name.into(),
             schema: schema_of::<T>(),
             type_name: std::any::type_name::<T>().to_owned(),
+            default: None,
+            description: None,
             source: None,
         });
         Port::__new(NodeIndex::FLOW_INPUTS, position, self.id)
+    }
+
+    /// Declares a flow input of JSON values described by `schema` (for
+    /// flows built from documents), optionally with a default value that
+    /// makes it optional. Returns its endpoint, to connect with
+    /// [`connect_erased`](Self::connect_erased).
+    pub fn input_json(
+        &mut self,
+        name: impl Into<String>,
+        schema: serde_json::Value,
+        default: Option<serde_json::Value>,
+        description: Option<String>,
+    ) -> Endpoint {
+        let position = self.inputs.len() as u16;
+        self.inputs.push(FlowPort {
+            name: name.into(),
+            schema,
+            type_name: std::any::type_name::<serde_json::Value>().to_owned(),
+            default,
+            description,
+            source: None,
+        });
+        Endpoint {
+            node: NodeIndex::FLOW_INPUTS,
+            port: position,
+        }
+    }
+
+    /// Sets the default value of the flow input at `position` (see
+    /// [`input_json`](Self::input_json)).
+    pub fn input_default(&mut self, position: u16, default: serde_json::Value) {
+        if let Some(input) = self.inputs.get_mut(position as usize) {
+            input.default = Some(default);
+        }
     }
 
     /// Declares a flow output named `name`, read from `from`.
@@ -210,6 +246,8 @@ impl FlowBuilder {
             name,
             schema: schema_of::<T>(),
             type_name: std::any::type_name::<T>().to_owned(),
+            default: None,
+            description: None,
             source: Some(Endpoint {
                 node: from.node,
                 port: from.port,
@@ -232,6 +270,8 @@ impl FlowBuilder {
             name: name.into(),
             schema,
             type_name,
+            default: None,
+            description: None,
             source: Some(from),
         });
     }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub(crate) use builder::valid_id;
 pub use builder::{FlowBuilder, NodeRef};
 pub(crate) use plan::{Plan, Target};
 
@@ -110,6 +111,13 @@ pub struct FlowPort {
     pub schema: serde_json::Value,
     /// Rust type of its values.
     pub type_name: String,
+    /// For an input: the value used when a run does not give one (an input
+    /// without a default is required).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
+    /// What the input or output is for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// For an output: the node port it reads.
     #[serde(skip)]
     pub source: Option<Endpoint>,

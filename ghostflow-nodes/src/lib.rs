@@ -2,27 +2,43 @@
 //!
 //! | feature   | nodes |
 //! |-----------|-------|
-//! | `control` | [`control::Delay`], [`control::Fail`], [`control::Passthrough`] |
+//! | `control` | [`control::If`], [`control::Merge`], [`control::Delay`], [`control::Fail`], [`control::Passthrough`] |
+//! | `data`    | [`data::Set`] |
 //!
-//! More families (HTTP, data, text, files, SQL, messaging, AI) arrive with
-//! their own features. [`specs`] lists the spec of every node compiled in.
+//! [`register_all`] adds every node compiled in to a [`Registry`], so that
+//! flow documents can name them; [`specs`] lists their specs.
 
 #[cfg(feature = "control")]
 pub mod control;
+#[cfg(feature = "data")]
+pub mod data;
 
-use ghostflow::{Node, NodeSpec};
+use ghostflow::{NodeSpec, Registry};
+
+/// Registers every node type of the enabled families.
+pub fn register_all(registry: &mut Registry) -> &mut Registry {
+    #[cfg(feature = "control")]
+    registry
+        .register::<control::If>()
+        .register::<control::Merge>()
+        .register::<control::Delay>()
+        .register::<control::Fail>()
+        .register::<control::Passthrough>();
+    #[cfg(feature = "data")]
+    registry.register::<data::Set>();
+    registry
+}
+
+/// A registry with every node type of the enabled families.
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    register_all(&mut registry);
+    registry
+}
 
 /// The specs of every node type compiled into this crate, sorted by type name.
 pub fn specs() -> Vec<NodeSpec> {
-    let mut specs: Vec<NodeSpec> = Vec::new();
-    #[cfg(feature = "control")]
-    specs.extend([
-        control::Delay::spec(),
-        control::Fail::spec(),
-        control::Passthrough::spec(),
-    ]);
-    specs.sort_by(|a, b| a.type_name.cmp(&b.type_name));
-    specs
+    registry().specs().cloned().collect()
 }
 
 #[cfg(test)]
@@ -30,7 +46,7 @@ mod tests {
     #[test]
     fn specs_are_complete_and_unique() {
         let specs = super::specs();
-        assert!(specs.len() >= 3);
+        assert!(specs.len() >= 6);
         for spec in &specs {
             assert!(
                 !spec.description.is_empty(),

@@ -57,6 +57,8 @@ pub mod flow;
 pub mod node;
 pub mod policy;
 pub mod port;
+mod redact;
+pub mod registry;
 pub mod store;
 pub mod value;
 
@@ -68,6 +70,7 @@ pub use flow::{Edge, Endpoint, Flow, FlowBuilder, FlowNode, FlowPort, NodeFailur
 pub use node::{ErasedNode, Node, NodeSpec, Run};
 pub use policy::{NodePolicy, OnError, RetryPolicy};
 pub use port::{In, NodeIndex, Out, Port, PortSpec, Ports};
+pub use registry::{ConfigError, LookupError, NodeType, Registry};
 pub use store::{
     ExecutionRecorder, ExecutionState, ExecutionStore, MemoryStore, NodeRecord, NodeStatus,
 };

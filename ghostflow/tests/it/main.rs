@@ -2,6 +2,7 @@
 
 mod common;
 mod derive;
+mod documents;
 mod events;
 mod props;
 mod readme;

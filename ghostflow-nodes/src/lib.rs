@@ -4,6 +4,7 @@
 //! |-----------|-------|
 //! | `control` | [`control::If`], [`control::Merge`], [`control::Delay`], [`control::Fail`], [`control::Passthrough`] |
 //! | `data`    | [`data::Set`] |
+//! | `text`    | [`text::Template`] |
 //!
 //! [`register_all`] adds every node compiled in to a [`Registry`], so that
 //! flow documents can name them; [`specs`] lists their specs.
@@ -12,6 +13,8 @@
 pub mod control;
 #[cfg(feature = "data")]
 pub mod data;
+#[cfg(feature = "text")]
+pub mod text;
 
 use ghostflow::{NodeSpec, Registry};
 
@@ -26,6 +29,8 @@ pub fn register_all(registry: &mut Registry) -> &mut Registry {
         .register::<control::Passthrough>();
     #[cfg(feature = "data")]
     registry.register::<data::Set>();
+    #[cfg(feature = "text")]
+    registry.register::<text::Template>();
     registry
 }
 

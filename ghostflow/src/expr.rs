@@ -117,7 +117,7 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::io;
 use std::ops::Range;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use minijinja::value::{Rest, ValueKind, ValueOrKwargs};
 use minijinja::{AutoEscape, Environment, State, UndefinedBehavior};
@@ -1131,6 +1131,93 @@ fn syntax_error(err: &minijinja::Error, offset: usize) -> ExprError {
         kind => format!("{kind}: {detail}"),
     };
     ExprError::Syntax { message, span }
+}
+
+// ---------------------------------------------------------------------------
+// Templates that nodes render themselves.
+
+/// A text template that a node renders with its own variables, such as the
+/// `template` node's `data` input: the same sandbox and limits as
+/// expressions, but any variable name may be read (an undefined one is an
+/// error), and it always renders to a string.
+///
+/// ```
+/// use ghostflow::expr::TextTemplate;
+///
+/// let t = TextTemplate::parse("Hello {{ data.name | upper }}!").unwrap();
+/// let text = t.render(&serde_json::json!({ "data": { "name": "Ada" } })).unwrap();
+/// assert_eq!(text, "Hello ADA!");
+/// assert!(t.render(&serde_json::json!({})).is_err());
+/// ```
+#[derive(Debug, Clone)]
+pub struct TextTemplate {
+    source: Arc<str>,
+}
+
+impl TextTemplate {
+    /// Parses a template.
+    ///
+    /// # Errors
+    /// A syntax error (with its position), a statement expressions do not
+    /// offer, or more than [`MAX_TOKENS`] tokens of code.
+    pub fn parse(source: &str) -> Result<TextTemplate, ExprError> {
+        if has_template_syntax(source) {
+            let regions = scan(source);
+            if regions.iter().map(Vec::len).sum::<usize>() > MAX_TOKENS {
+                return Err(ExprError::TooManyTokens);
+            }
+            ENV.template_from_str(source)
+                .map_err(|e| syntax_error(&e, 0))?;
+        }
+        Ok(TextTemplate {
+            source: source.into(),
+        })
+    }
+
+    /// The template's text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Renders with the members of `context` (a JSON object) as variables.
+    ///
+    /// # Errors
+    /// An undefined variable, a type error, or a limit ([`FUEL`],
+    /// [`MAX_OUTPUT_BYTES`]).
+    pub fn render(&self, context: &Value) -> Result<String, ExprError> {
+        if !has_template_syntax(&self.source) {
+            return Ok(self.source.to_string());
+        }
+        let context = from_json(context, 0).ok_or_else(|| ExprError::Eval {
+            message: "the template's data is nested too deeply".to_owned(),
+            span: None,
+        })?;
+        let template = ENV
+            .template_from_str(&self.source)
+            .map_err(|e| syntax_error(&e, 0))?;
+        let mut out = CappedWriter::default();
+        let result = template.render_captured_to(context, &mut out);
+        if out.overflow {
+            return Err(ExprError::OutputTooLarge);
+        }
+        if let Err(err) = result {
+            use minijinja::ErrorKind as K;
+            let span = err.range();
+            return Err(match err.kind() {
+                K::OutOfFuel => ExprError::TooLong,
+                K::SyntaxError => syntax_error(&err, 0),
+                _ if err.detail() == Some(PRINT_TOO_LARGE) => ExprError::OutputTooLarge,
+                kind => ExprError::Eval {
+                    message: match err.detail() {
+                        Some(detail) => format!("{kind}: {detail}"),
+                        None => kind.to_string(),
+                    },
+                    span,
+                },
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.buf).into_owned())
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::context::Secrets;
 use crate::error::{Error, NodeError, Problem};
-use crate::expr::{ConfigTemplate, EnvAccess, Reference, Scope};
+use crate::expr::{ConfigTemplate, EnvAccess, Reference, Scope, Template};
 use crate::flow::{ERROR_PORT, Endpoint, Flow, FlowBuilder};
 use crate::node::{BoxFuture, ErasedNode, NodeSpec};
 use crate::port::{NodeIndex, PortSpec};
@@ -25,7 +25,7 @@ use crate::value::Value;
 
 use super::compat;
 use super::model::{Document, NodeDecl, VERSION};
-use super::source::{self, DocPath, Format, Limits, Location, SourceMap};
+use super::source::{self, DocPath, Format, Limits, Location, Segment, SourceMap};
 
 /// Settings of a [`Loader`].
 #[derive(Clone, Default)]
@@ -617,10 +617,11 @@ impl<'a, 'r> Build<'a, 'r> {
     /// on any problem.
     fn check_references(&mut self, i: usize, template: &ConfigTemplate) -> bool {
         let doc = self.doc;
-        let at = Self::node_path(i).with_key("config");
+        let config_path = Self::node_path(i).with_key("config");
         let mut ok = true;
-        for reference in template.references() {
-            let message = match reference {
+        for (leaf, reference) in leaf_references(template) {
+            let at = config_path.clone().join_dotted(&leaf);
+            let message = match &reference {
                 Reference::Input(name) if !doc.inputs.contains_key(name.as_str()) => Some(format!(
                     "the expression reads `input.{name}`, but the flow has no input `{name}` (inputs: {}){}",
                     list(doc.inputs.keys()),
@@ -640,7 +641,7 @@ impl<'a, 'r> Build<'a, 'r> {
                 _ => None,
             };
             if let Some(message) = message {
-                self.report(at.clone(), message);
+                self.report(at, message);
                 ok = false;
             }
         }
@@ -896,6 +897,35 @@ enum Resolved {
     Unmade,
     /// A problem was reported.
     Bad,
+}
+
+/// Each reference of a config template with the path of the string it is
+/// in, in document order, each reference once per string.
+fn leaf_references(template: &ConfigTemplate) -> Vec<(String, Reference)> {
+    let mut found = Vec::new();
+    for path in template.paths() {
+        let leaf = DocPath::root()
+            .join_dotted(path)
+            .segments()
+            .iter()
+            .try_fold(template.config(), |value, segment| match segment {
+                Segment::Key(key) => value.get(key),
+                Segment::Index(i) => value.get(*i),
+            });
+        let parsed = leaf
+            .and_then(serde_json::Value::as_str)
+            .and_then(|text| Template::parse(text).ok());
+        // (Every templated leaf parses: the config as a whole did.)
+        if let Some(t) = parsed {
+            found.extend(t.references().iter().map(|r| (path.to_owned(), r.clone())));
+        }
+    }
+    for r in template.references() {
+        if !found.iter().any(|(_, seen)| seen == r) {
+            found.push((String::new(), r.clone()));
+        }
+    }
+    found
 }
 
 /// Splits a config into what the loader treats as expressions and the raw

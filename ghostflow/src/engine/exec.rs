@@ -41,6 +41,10 @@ struct NodeState {
     pending: AtomicU32,
     /// A required input will never arrive: the node is skipped.
     dead: AtomicBool,
+    /// At least one input value arrived. A node with connected inputs
+    /// that all stayed empty (every branch it listens to was not taken) is
+    /// skipped, even when those inputs are optional.
+    arrived: AtomicBool,
     status: AtomicU8,
     attempts: AtomicU32,
     busy_ns: AtomicU64,
@@ -371,12 +375,13 @@ fn prepare(
         }
     }
 
-    let nodes: Box<[NodeState]> = plan
+    let mut nodes: Box<[NodeState]> = plan
         .in_degree
         .iter()
         .map(|&pending| NodeState {
             pending: AtomicU32::new(pending),
             dead: AtomicBool::new(false),
+            arrived: AtomicBool::new(false),
             status: AtomicU8::new(NodeStatus::Pending.code()),
             attempts: AtomicU32::new(0),
             busy_ns: AtomicU64::new(0),
@@ -387,6 +392,7 @@ fn prepare(
     for (position, targets) in plan.input_targets.iter().enumerate() {
         for target in targets.iter() {
             *slots[target.slot as usize].get_mut() = by_position[position].cloned();
+            *nodes[target.node as usize].arrived.get_mut() = true;
         }
     }
     let mut outputs = vec![None; flow.outputs().len()];
@@ -463,7 +469,9 @@ impl Worker {
     async fn execute(&mut self, index: u32) {
         let run = &self.ctx.run;
         let state = &run.nodes[index as usize];
-        if state.dead.load(Ordering::Relaxed) {
+        let nothing_arrived =
+            run.flow.0.plan.in_degree[index as usize] > 0 && !state.arrived.load(Ordering::Relaxed);
+        if state.dead.load(Ordering::Relaxed) || nothing_arrived {
             run.skip(index, None, &mut self.ready);
             return;
         }
@@ -889,7 +897,10 @@ impl RunShared {
     fn deliver(&self, target: Target, value: Option<Value>, ready: &mut Vec<u32>) {
         let state = &self.nodes[target.node as usize];
         match value {
-            Some(value) => *self.slots[target.slot as usize].lock() = Some(value),
+            Some(value) => {
+                *self.slots[target.slot as usize].lock() = Some(value);
+                state.arrived.store(true, Ordering::Relaxed);
+            }
             None => {
                 if self.flow.0.plan.required[target.slot as usize] {
                     state.dead.store(true, Ordering::Relaxed);

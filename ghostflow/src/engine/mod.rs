@@ -15,7 +15,10 @@
 //!   `tokio::task::spawn_blocking`, as anywhere in async Rust;
 //! - a node whose *required* input stays empty (an `Option` output left `None`,
 //!   or an upstream node that was skipped) is skipped, and so on downstream
-//!   (dead-path elimination); optional inputs may stay empty;
+//!   (dead-path elimination); optional inputs may stay empty, but a node
+//!   whose connected inputs *all* stayed empty is skipped too (nothing
+//!   reached it: every branch it listens to was not taken), so a join runs
+//!   with whichever branch arrived and a node inside a branch stays off;
 //! - each node has a retry policy, a per-attempt timeout and an on-error policy
 //!   ([`NodePolicy`]), with defaults from the engine;
 //! - a failure with on-error `fail`, or [`Execution::cancel`], cancels the

@@ -640,3 +640,28 @@ async fn three_waiting_branches_overlap_without_a_long_queue() {
     assert_eq!(timeline.max_running.load(Ordering::SeqCst), 3);
     assert_eq!(begin.elapsed(), Duration::from_millis(100));
 }
+
+#[tokio::test]
+async fn a_node_whose_connected_inputs_all_stayed_empty_is_skipped() {
+    // c -> branch; `inner` listens only to the `then` branch (optional
+    // input), `join` to both: with the `else` branch taken, `inner` is
+    // skipped although its input is optional, and `join` runs.
+    let mut b = Flow::builder("optional");
+    let c = b.add("c", Const { value: 3 });
+    let branch = b.add("branch", Branch { threshold: 10 });
+    let inner = b.add("inner", Merge {});
+    let join = b.add("join", Merge {});
+    let neither = b.add("neither", Merge {});
+    b.connect(c.out().n, branch.inp().n);
+    b.connect(branch.out().then, inner.inp().a);
+    b.connect(branch.out().then, join.inp().a);
+    b.connect(branch.out().otherwise, join.inp().b);
+    b.connect(inner.out().n, neither.inp().a);
+    b.output("joined", join.out().n);
+    let flow = b.build().unwrap();
+    let outcome = Engine::new().run(&flow, Inputs::new()).await.unwrap();
+    assert_eq!(outcome.node("inner").unwrap().status, NodeStatus::Skipped);
+    assert_eq!(outcome.node("neither").unwrap().status, NodeStatus::Skipped);
+    assert_eq!(outcome.node("join").unwrap().status, NodeStatus::Succeeded);
+    assert_eq!(outcome.output::<u64>("joined").unwrap(), 3);
+}

@@ -1,0 +1,162 @@
+//! Every document in `examples/flows/` loads with the node library and runs
+//! with its defaults to the outputs it promises; the broken one is refused
+//! with every mistake located.
+
+use std::path::{Path, PathBuf};
+
+use ghostflow::document::{Loaded, Loader};
+use ghostflow::{Engine, Inputs, NodeStatus, Outcome};
+use serde_json::json;
+
+fn flows_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/flows")
+}
+
+fn load(name: &str) -> Loaded {
+    let registry = ghostflow_nodes::registry();
+    Loader::new(&registry)
+        .load_path(&flows_dir().join(name))
+        .unwrap_or_else(|e| panic!("{name} does not load:\n{e}"))
+}
+
+async fn run(name: &str, inputs: serde_json::Value) -> Outcome {
+    let loaded = load(name);
+    let inputs = Inputs::from_json(inputs.as_object().cloned().unwrap_or_default());
+    Engine::new()
+        .run(&loaded.flow, inputs)
+        .await
+        .unwrap_or_else(|e| panic!("{name} failed: {e}"))
+}
+
+fn output(outcome: &Outcome, name: &str) -> serde_json::Value {
+    outcome.output::<serde_json::Value>(name).unwrap()
+}
+
+#[tokio::test]
+async fn hello_greets() {
+    let outcome = run("hello.yaml", json!({})).await;
+    assert_eq!(output(&outcome, "greeting"), json!("Hello, World!"));
+    let outcome = run("hello.yaml", json!({"name": "ada lovelace"})).await;
+    assert_eq!(output(&outcome, "greeting"), json!("Hello, Ada Lovelace!"));
+}
+
+#[tokio::test]
+async fn branching_takes_one_branch() {
+    let outcome = run("branching.yaml", json!({})).await;
+    assert_eq!(
+        output(&outcome, "decision"),
+        json!("Order of 250 needs a manual review.")
+    );
+    assert_eq!(outcome.node("approve").unwrap().status, NodeStatus::Skipped);
+    assert_eq!(
+        output(&outcome, "summary"),
+        json!({
+            "customer": "ACME Corp",
+            "amount": 250,
+            "large": true,
+            "decision": "Order of 250 needs a manual review."
+        })
+    );
+    let outcome = run("branching.yaml", json!({"amount": 20})).await;
+    assert_eq!(
+        output(&outcome, "decision"),
+        json!("Order of 20 approved automatically.")
+    );
+    assert_eq!(outcome.node("review").unwrap().status, NodeStatus::Skipped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn parallel_branches_overlap() {
+    let begin = tokio::time::Instant::now();
+    let outcome = run("parallel.yaml", json!({})).await;
+    assert_eq!(
+        output(&outcome, "report"),
+        json!("2 sources for nightly-report, all fetched in parallel.")
+    );
+    // Three 300 ms waits, side by side (the clock is tokio's paused one).
+    assert_eq!(begin.elapsed(), std::time::Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn error_handling_recovers() {
+    let outcome = run("error-handling.yaml", json!({})).await;
+    assert_eq!(
+        output(&outcome, "report"),
+        json!(
+            r#"validate failed after 1 attempt(s): record has an invalid email (value: {"id":42,"email":"not-an-email"})"#
+        )
+    );
+    assert_eq!(outcome.node("validate").unwrap().status, NodeStatus::Failed);
+    assert_eq!(
+        output(&outcome, "stored"),
+        json!({"id": 42, "email": "not-an-email"})
+    );
+}
+
+#[tokio::test]
+async fn expressions_price_the_cart() {
+    let outcome = run("expressions.yaml", json!({})).await;
+    assert_eq!(
+        output(&outcome, "cart"),
+        json!({"subtotal": 6.5, "tax": 1.3, "total": 7.8})
+    );
+    assert_eq!(
+        output(&outcome, "receipt"),
+        // A template's final line break is dropped, as in Jinja.
+        json!("notebook: 4.5\npencil: 1.25\neraser: 0.75\ntotal with tax: 7.8")
+    );
+    let outcome = run(
+        "expressions.yaml",
+        json!({"items": [{"name": "pen", "price": 3}], "tax_rate": 0.5}),
+    )
+    .await;
+    assert_eq!(
+        output(&outcome, "cart"),
+        json!({"subtotal": 3, "tax": 1.5, "total": 4.5})
+    );
+}
+
+#[test]
+fn every_example_is_covered() {
+    let mut names: Vec<String> = std::fs::read_dir(flows_dir())
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            (path.extension()? == "yaml").then(|| path.file_name()?.to_str().map(str::to_owned))?
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "branching.yaml",
+            "error-handling.yaml",
+            "expressions.yaml",
+            "hello.yaml",
+            "parallel.yaml"
+        ],
+        "a new example needs a test here"
+    );
+}
+
+#[test]
+fn the_broken_example_reports_every_mistake_at_its_place() {
+    let registry = ghostflow_nodes::registry();
+    let path = flows_dir().join("broken/typos.yaml");
+    let err = Loader::new(&registry).load_path(&path).unwrap_err();
+    let text = err.to_string();
+    let expected = [
+        ":11:11: nodes[0].type: unknown node type `templte`; did you mean `template`?",
+        ":16:19: nodes[1].config.ms: \"soon\" is not of type \"integer\"",
+        ":25:14: nodes[3].config.fields.who: the expression reads `input.nmae`, but the flow has no input `nmae` (inputs: `name`); did you mean `name`?",
+        "edges[1].from: node `wait` (delay) has no output port `valeu`",
+        "outputs.text: node `shout` (template) has no output port `txt`",
+    ];
+    for line in expected {
+        assert!(
+            text.lines().any(|l| l.contains(line)),
+            "missing `{line}` in:\n{text}"
+        );
+    }
+    assert_eq!(err.problems.len(), 5, "{text}");
+}

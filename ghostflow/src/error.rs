@@ -287,6 +287,14 @@ pub enum Error {
         /// The given type.
         found: String,
     },
+    /// A flow input's value does not match the input's JSON Schema.
+    #[error("flow input `{name}` does not match its schema: {}", problems.join("; "))]
+    InputInvalid {
+        /// The input's name.
+        name: String,
+        /// Every mismatch, as `path: message`.
+        problems: Vec<String>,
+    },
     /// A flow output was read as the wrong type or is missing.
     #[error("flow output `{name}`: {reason}")]
     Output {

@@ -68,7 +68,7 @@ pub use error::{Error, ErrorKind, NodeError, Problem};
 pub use event::{ChannelSink, Event, EventKind, EventSink, EventStream, RunStatus};
 pub use flow::{Edge, Endpoint, Flow, FlowBuilder, FlowNode, FlowPort, NodeFailure, NodeRef};
 pub use node::{ErasedNode, Node, NodeSpec, Run};
-pub use policy::{NodePolicy, OnError, RetryPolicy};
+pub use policy::{CircuitBreaker, NodePolicy, OnError, RateLimit, RetryPolicy};
 pub use port::{In, NodeIndex, Out, Port, PortSpec, Ports};
 pub use registry::{ConfigError, LookupError, NodeType, Registry};
 pub use store::{
@@ -85,8 +85,8 @@ pub use ghostflow_macros::Ports;
 /// both the traits and their derives.
 pub mod prelude {
     pub use crate::{
-        Context, Engine, Error, Flow, FlowBuilder, Inputs, Node, NodeError, NodePolicy, OnError,
-        Ports, RetryPolicy, Run,
+        CircuitBreaker, Context, Engine, Error, Flow, FlowBuilder, Inputs, Node, NodeError,
+        NodePolicy, OnError, Ports, RateLimit, RetryPolicy, Run,
     };
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};

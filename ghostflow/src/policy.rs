@@ -146,6 +146,11 @@ pub struct NodePolicy {
     /// The key whose engine-wide concurrency limit applies to this node;
     /// defaults to the node's type name.
     pub concurrency_key: Option<String>,
+    /// At most so many attempts per period, across every node (of every
+    /// execution of the engine) with the same key.
+    pub rate_limit: Option<RateLimit>,
+    /// Fail fast after repeated failures, across every node with the same key.
+    pub circuit_breaker: Option<CircuitBreaker>,
 }
 
 impl NodePolicy {
@@ -170,6 +175,128 @@ impl NodePolicy {
     /// Sets the concurrency key.
     pub fn concurrency_key(&mut self, key: impl Into<String>) -> &mut Self {
         self.concurrency_key = Some(key.into());
+        self
+    }
+
+    /// Sets the rate limit.
+    pub fn rate_limit(&mut self, limit: RateLimit) -> &mut Self {
+        self.rate_limit = Some(limit);
+        self
+    }
+
+    /// Sets the circuit breaker.
+    pub fn circuit_breaker(&mut self, breaker: CircuitBreaker) -> &mut Self {
+        self.circuit_breaker = Some(breaker);
+        self
+    }
+}
+
+/// At most `limit` attempts per `per`, shared by every node with the same
+/// key in every execution of an engine: a token bucket that holds `limit`
+/// tokens and refills evenly over `per`, so bursts up to `limit` pass at
+/// once and the rest wait their turn (a waiting attempt can be cancelled,
+/// and does not count against the node's timeout).
+///
+/// A rate limit is a policy, not a node, so it composes with any node, with
+/// retries (each attempt takes a token) and with concurrency limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Attempts per period.
+    pub limit: u32,
+    /// The period.
+    #[serde(with = "duration_ms")]
+    pub per: Duration,
+    /// The bucket's key; by default the node's type name, so all nodes of a
+    /// type share one budget (for one rate-limited API, say).
+    pub key: Option<String>,
+}
+
+impl RateLimit {
+    /// `limit` attempts per `per` (a limit of 0 counts as 1).
+    pub fn new(limit: u32, per: Duration) -> Self {
+        RateLimit {
+            limit: limit.max(1),
+            per,
+            key: None,
+        }
+    }
+
+    /// `limit` attempts per second.
+    pub fn per_second(limit: u32) -> Self {
+        RateLimit::new(limit, Duration::from_secs(1))
+    }
+
+    /// `limit` attempts per minute.
+    pub fn per_minute(limit: u32) -> Self {
+        RateLimit::new(limit, Duration::from_secs(60))
+    }
+
+    /// Shares the bucket of `key` instead of the type name's.
+    #[must_use]
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Parses `20/min`, `5/s`, `100/h`, `10/250ms` or `3/2s`.
+    ///
+    /// # Errors
+    /// A message saying what is accepted.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("`{text}` is not a rate; write it like `20/min`, `5/s`, `100/h` or `10/250ms`")
+        };
+        let (count, period) = text.split_once('/').ok_or_else(bad)?;
+        let limit: u32 = count.trim().parse().map_err(|_| bad())?;
+        let period = period.trim();
+        let per = match period {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            other => crate::document::DurationText::parse(other)
+                .map(|d| d.0)
+                .map_err(|_| bad())?,
+        };
+        if limit == 0 || per.is_zero() {
+            return Err(format!(
+                "`{text}`: the limit and the period must be above zero"
+            ));
+        }
+        Ok(RateLimit::new(limit, per))
+    }
+}
+
+/// Stops calling something that keeps failing: after `failures`
+/// consecutive failed attempts of nodes with the same key (in any execution
+/// of the engine) the breaker opens, and attempts fail at once, without
+/// running, with a retryable error whose retry-after is the time left of
+/// `cooldown`. Then one attempt is let through: its success closes the
+/// breaker, its failure opens it again for another `cooldown`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CircuitBreaker {
+    /// Consecutive failures that open the breaker (0 counts as 1).
+    pub failures: u32,
+    /// How long it stays open before a trial attempt.
+    #[serde(with = "duration_ms")]
+    pub cooldown: Duration,
+    /// The breaker's key; by default the node's type name.
+    pub key: Option<String>,
+}
+
+impl CircuitBreaker {
+    /// Opens after `failures` consecutive failures, for `cooldown`.
+    pub fn new(failures: u32, cooldown: Duration) -> Self {
+        CircuitBreaker {
+            failures: failures.max(1),
+            cooldown,
+            key: None,
+        }
+    }
+
+    /// Shares the breaker of `key` instead of the type name's.
+    #[must_use]
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
         self
     }
 }
@@ -231,6 +358,18 @@ mod tests {
         assert_eq!(p.delay(1, &e, 1.0), Duration::from_millis(500));
         let e = e.with_retry_after(Duration::from_secs(5));
         assert_eq!(p.delay(1, &e, 0.5), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn rates_parse() {
+        let r = RateLimit::parse("20/min").unwrap();
+        assert_eq!((r.limit, r.per), (20, Duration::from_secs(60)));
+        let r = RateLimit::parse("10 / 250ms").unwrap();
+        assert_eq!((r.limit, r.per), (10, Duration::from_millis(250)));
+        assert_eq!(RateLimit::parse("5/s").unwrap().per, Duration::from_secs(1));
+        assert!(RateLimit::parse("fast").unwrap_err().contains("not a rate"));
+        assert!(RateLimit::parse("0/s").unwrap_err().contains("above zero"));
+        assert!(RateLimit::parse("3/fortnight").is_err());
     }
 
     #[test]

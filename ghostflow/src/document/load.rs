@@ -593,12 +593,26 @@ impl<'a, 'r> Build<'a, 'r> {
         };
         let spec = node.spec();
         let index = self.builder.add_erased(decl.id.clone(), node);
-        self.apply_policy(decl, index);
+        self.apply_policy(i, decl, index);
         Some((spec, index))
     }
 
-    fn apply_policy(&mut self, decl: &NodeDecl, index: NodeIndex) {
+    fn apply_policy(&mut self, i: usize, decl: &NodeDecl, index: NodeIndex) {
+        let rate_limit = match decl.rate_limit.as_ref().map(|r| r.to_policy()) {
+            Some(Err(message)) => {
+                self.report(Self::node_path(i).with_key("rate_limit"), message);
+                None
+            }
+            Some(Ok(limit)) => Some(limit),
+            None => None,
+        };
         let policy = self.builder.policy_at(index);
+        if let Some(limit) = rate_limit {
+            policy.rate_limit(limit);
+        }
+        if let Some(breaker) = &decl.circuit_breaker {
+            policy.circuit_breaker(breaker.to_policy());
+        }
         if let Some(retry) = &decl.retry {
             policy.retry(retry.to_policy());
         }

@@ -41,8 +41,8 @@ pub mod write;
 
 pub use load::{DocProblem, LoadError, LoadOptions, Loaded, Loader};
 pub use model::{
-    Document, DurationText, EdgeDecl, InputDecl, NodeDecl, OnErrorDecl, Position, RetryDecl,
-    VERSION,
+    CircuitBreakerDecl, Document, DurationText, EdgeDecl, InputDecl, NodeDecl, OnErrorDecl,
+    Position, RateLimitDecl, RetryDecl, VERSION,
 };
 pub use source::{DocPath, Format, Limits, Location};
 

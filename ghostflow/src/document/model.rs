@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::policy::{OnError, RetryPolicy};
+use crate::policy::{CircuitBreaker, OnError, RateLimit, RetryPolicy};
 
 /// The document format version this crate reads and writes.
 pub const VERSION: u32 = 1;
@@ -71,9 +71,13 @@ pub struct InputDecl {
     /// What the input is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// The value used when a run does not give one. Without a default the
-    /// input is required.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The value used when a run does not give one (`null` included).
+    /// Without a default the input is required.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default: Option<serde_json::Value>,
 }
 
@@ -108,6 +112,14 @@ pub struct NodeDecl {
     /// The key whose concurrency limit applies (by default the type name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency_key: Option<String>,
+    /// At most so many attempts per period, shared by the nodes with the
+    /// same key (by default the type name): `20/min`, or
+    /// `{ limit: 20, per: 1m, key: openai }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitDecl>,
+    /// Fail fast after repeated failures: `{ failures: 5, cooldown: 30s }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreakerDecl>,
     /// Where an editor draws the node; the engine ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<Position>,
@@ -167,6 +179,84 @@ impl RetryDecl {
     }
 }
 
+/// A rate limit as written in documents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RateLimitDecl {
+    /// `20/min`, `5/s`, `100/h`, `10/250ms`.
+    Short(String),
+    /// The long form.
+    Full {
+        /// Attempts per period.
+        limit: u32,
+        /// The period.
+        per: DurationText,
+        /// The key whose bucket is shared (by default the type name).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+    },
+}
+
+impl RateLimitDecl {
+    /// The engine's rate limit.
+    ///
+    /// # Errors
+    /// The short form does not parse, or the limit or period is zero.
+    pub fn to_policy(&self) -> Result<RateLimit, String> {
+        match self {
+            RateLimitDecl::Short(text) => RateLimit::parse(text),
+            RateLimitDecl::Full { limit, per, key } => {
+                if *limit == 0 || per.0.is_zero() {
+                    return Err("the limit and the period must be above zero".to_owned());
+                }
+                let mut policy = RateLimit::new(*limit, per.0);
+                policy.key.clone_from(key);
+                Ok(policy)
+            }
+        }
+    }
+
+    /// How a rate limit is written (the long form keeps the key).
+    pub fn from_policy(policy: &RateLimit) -> Self {
+        RateLimitDecl::Full {
+            limit: policy.limit,
+            per: DurationText(policy.per),
+            key: policy.key.clone(),
+        }
+    }
+}
+
+/// A circuit breaker as written in documents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerDecl {
+    /// Consecutive failures that open it.
+    pub failures: u32,
+    /// How long it stays open before one trial attempt.
+    pub cooldown: DurationText,
+    /// The key whose breaker is shared (by default the type name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl CircuitBreakerDecl {
+    /// The engine's circuit breaker.
+    pub fn to_policy(&self) -> CircuitBreaker {
+        let mut policy = CircuitBreaker::new(self.failures, self.cooldown.0);
+        policy.key.clone_from(&self.key);
+        policy
+    }
+
+    /// How a circuit breaker is written.
+    pub fn from_policy(policy: &CircuitBreaker) -> Self {
+        CircuitBreakerDecl {
+            failures: policy.failures,
+            cooldown: DurationText(policy.cooldown),
+            key: policy.key.clone(),
+        }
+    }
+}
+
 /// On-error behaviour, as written in documents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -217,6 +307,13 @@ pub struct Position {
     pub x: f64,
     /// Vertical position.
     pub y: f64,
+}
+
+/// A field that is present, even as `null`, is `Some`.
+fn present<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
 }
 
 fn empty_object() -> serde_json::Value {

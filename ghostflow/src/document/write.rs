@@ -10,7 +10,10 @@ use crate::error::Error;
 use crate::flow::{Endpoint, Flow};
 
 use super::load::is_hidden_port;
-use super::model::{Document, DurationText, EdgeDecl, InputDecl, NodeDecl, RetryDecl, VERSION};
+use super::model::{
+    CircuitBreakerDecl, Document, DurationText, EdgeDecl, InputDecl, NodeDecl, RateLimitDecl,
+    RetryDecl, VERSION,
+};
 
 impl Document {
     /// The document of a flow: its nodes (type, configuration, policies),
@@ -57,6 +60,11 @@ impl Document {
                 timeout: policy.timeout.map(DurationText),
                 on_error: policy.on_error.map(Into::into),
                 concurrency_key: policy.concurrency_key.clone(),
+                rate_limit: policy.rate_limit.as_ref().map(RateLimitDecl::from_policy),
+                circuit_breaker: policy
+                    .circuit_breaker
+                    .as_ref()
+                    .map(CircuitBreakerDecl::from_policy),
                 position: None,
             });
         }

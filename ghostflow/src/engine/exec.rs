@@ -353,6 +353,19 @@ fn prepare(
                 found: value.type_name().to_owned(),
             });
         }
+        if json_port {
+            let json = value.to_json().map_err(|e| Error::InputInvalid {
+                name: name.clone(),
+                problems: vec![format!("the value is not JSON: {e}")],
+            })?;
+            let problems = flow.check_input(position, &json);
+            if !problems.is_empty() {
+                return Err(Error::InputInvalid {
+                    name: name.clone(),
+                    problems,
+                });
+            }
+        }
         by_position[position] = Some(value);
     }
     // Inputs left out take their default; those without one are required.
@@ -582,6 +595,19 @@ async fn attempts(
     let max_attempts = retry.map_or(1, |r| r.max_attempts.max(1));
     let timeout = node.policy().timeout.or(defaults.timeout);
     let limited = run.key_limits.is_some() || run.engine.global_limit.is_some();
+    let policy = node.policy();
+    let guard_key =
+        |key: &Option<String>| key.clone().unwrap_or_else(|| node.spec.type_name.clone());
+    let bucket = policy
+        .rate_limit
+        .as_ref()
+        .or(defaults.rate_limit.as_ref())
+        .map(|limit| run.engine.guards.bucket(&guard_key(&limit.key), limit));
+    let breaker = policy
+        .circuit_breaker
+        .as_ref()
+        .or(defaults.circuit_breaker.as_ref())
+        .map(|b| run.engine.guards.breaker(&guard_key(&b.key), b));
     let state = &run.nodes[index as usize];
     let mut inputs = Some(inputs);
     let mut attempt = 0;
@@ -617,23 +643,53 @@ async fn attempts(
             index,
             attempt,
         });
-        ctx.set_node(index, attempt);
-        let began = clock.take().unwrap_or_else(Instant::now);
-        let mut attempt_run = pin!(run_attempt(node, these_inputs, ctx, timeout));
-        // Most nodes finish on their first poll: try that before arming the
-        // race with cancellation.
-        let result = match attempt_run.as_mut().now_or_never() {
-            Some(result) => result,
-            None => {
+        if let Some(bucket) = &bucket {
+            // Wait for a token; the wait is not the node's time.
+            while let Err(wait) = bucket.try_take() {
                 let _blocked = ctx.run.blocked();
+                *clock = None;
                 tokio::select! {
                     biased;
-                    result = attempt_run => result,
-                    () = run.cancelled() => {
-                        state.busy_ns.fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                        return Attempted::Cancelled;
-                    }
+                    () = run.cancelled() => return Attempted::Cancelled,
+                    () = tokio::time::sleep(wait) => {}
                 }
+            }
+        }
+        ctx.set_node(index, attempt);
+        let admission = match breaker.as_ref().map(|b| b.admit()) {
+            Some(Err(refused)) => Err(refused),
+            Some(Ok(admission)) => Ok(Some(admission)),
+            None => Ok(None),
+        };
+        let began = clock.take().unwrap_or_else(Instant::now);
+        let result = match admission {
+            // An open breaker fails the attempt without running the node.
+            Err(refused) => Err(refused),
+            Ok(admission) => {
+                let mut attempt_run = pin!(run_attempt(node, these_inputs, ctx, timeout));
+                // Most nodes finish on their first poll: try that before
+                // arming the race with cancellation.
+                let result = match attempt_run.as_mut().now_or_never() {
+                    Some(result) => result,
+                    None => {
+                        let _blocked = ctx.run.blocked();
+                        tokio::select! {
+                            biased;
+                            result = attempt_run => result,
+                            () = run.cancelled() => {
+                                state.busy_ns.fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                                if let (Some(breaker), Some(admission)) = (&breaker, admission) {
+                                    breaker.abandon(admission);
+                                }
+                                return Attempted::Cancelled;
+                            }
+                        }
+                    }
+                };
+                if let (Some(breaker), Some(admission)) = (&breaker, admission) {
+                    breaker.record(admission, result.is_ok());
+                }
+                result
             }
         };
         let ended = Instant::now();

@@ -32,6 +32,7 @@
 //! The engine never creates a tokio runtime: call it from one.
 
 mod exec;
+mod guards;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -47,7 +48,7 @@ use crate::context::{EnvSecrets, Secrets};
 use crate::error::Error;
 use crate::event::{EventSink, EventStream};
 use crate::flow::Flow;
-use crate::policy::{NodePolicy, OnError, RetryPolicy};
+use crate::policy::{CircuitBreaker, NodePolicy, OnError, RateLimit, RetryPolicy};
 use crate::store::{ExecutionStore, MemoryStore, NodeStatus};
 use crate::value::{PortValue, Value};
 
@@ -92,6 +93,8 @@ pub(crate) struct EngineInner {
     pub(crate) sinks: Vec<Arc<dyn EventSink>>,
     pub(crate) store: Arc<dyn ExecutionStore>,
     pub(crate) secrets: Arc<dyn Secrets>,
+    /// Rate buckets and circuit breakers, by key.
+    pub(crate) guards: guards::Guards,
 }
 
 impl fmt::Debug for Engine {
@@ -199,6 +202,18 @@ impl EngineBuilder {
         self
     }
 
+    /// Default rate limit of every node (see [`RateLimit`]).
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.defaults.rate_limit = Some(limit);
+        self
+    }
+
+    /// Default circuit breaker of every node (see [`CircuitBreaker`]).
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.defaults.circuit_breaker = Some(breaker);
+        self
+    }
+
     /// At most `limit` nodes run at once, across all executions (at least one).
     pub fn concurrency_limit(mut self, limit: usize) -> Self {
         self.global_limit = Some(limit.max(1));
@@ -247,6 +262,7 @@ impl EngineBuilder {
             secrets: self
                 .secrets
                 .unwrap_or_else(|| Arc::new(EnvSecrets::default())),
+            guards: guards::Guards::default(),
         }))
     }
 }

@@ -2,8 +2,8 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use std::collections::hash_map::Entry;
 
@@ -356,8 +356,10 @@ impl FlowBuilder {
                 });
             }
         };
+        let input_checks = self.inputs.iter().map(|_| OnceLock::new()).collect();
         Ok(Flow(Arc::new(FlowInner {
             name: self.name,
+            input_checks,
             nodes: self.nodes,
             index: self.index,
             edges: self.edges,

@@ -8,7 +8,7 @@ mod builder;
 mod plan;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -67,6 +67,8 @@ static NO_OVERRIDES: NodePolicy = NodePolicy {
     timeout: None,
     on_error: None,
     concurrency_key: None,
+    rate_limit: None,
+    circuit_breaker: None,
 };
 
 impl FlowNode {
@@ -165,6 +167,9 @@ pub(crate) struct FlowInner {
     pub(crate) inputs: Vec<FlowPort>,
     pub(crate) outputs: Vec<FlowPort>,
     pub(crate) plan: Plan,
+    /// For each JSON-typed flow input, its schema compiled on first use
+    /// (`None` inside when the schema admits anything or does not compile).
+    pub(crate) input_checks: Box<[OnceLock<Option<jsonschema::Validator>>]>,
 }
 
 impl Flow {
@@ -207,6 +212,43 @@ impl Flow {
     /// The declared flow outputs.
     pub fn outputs(&self) -> &[FlowPort] {
         &self.0.outputs
+    }
+
+    /// Checks a value given for JSON-typed flow input `position` against its
+    /// schema; every problem found, as `path: message` lines.
+    pub(crate) fn check_input(&self, position: usize, value: &serde_json::Value) -> Vec<String> {
+        let (Some(port), Some(check)) = (
+            self.0.inputs.get(position),
+            self.0.input_checks.get(position),
+        ) else {
+            return Vec::new();
+        };
+        let validator = check.get_or_init(|| {
+            let trivial = port
+                .schema
+                .as_object()
+                .is_some_and(serde_json::Map::is_empty)
+                || port.schema == serde_json::Value::Bool(true);
+            if trivial {
+                None
+            } else {
+                jsonschema::validator_for(&port.schema).ok()
+            }
+        });
+        let Some(validator) = validator else {
+            return Vec::new();
+        };
+        validator
+            .iter_errors(value)
+            .map(|e| {
+                let at = crate::registry::pointer_to_path(e.instance_path().as_str());
+                if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{at}: {e}")
+                }
+            })
+            .collect()
     }
 
     /// Node indices in a topological order.

@@ -532,3 +532,84 @@ fn oversized_deep_and_non_utf8_documents_are_refused() {
         .to_string();
     assert!(err.contains("UTF-8"), "{err}");
 }
+
+#[tokio::test]
+async fn inputs_are_checked_against_their_schemas_and_null_defaults_count() {
+    let yaml = r#"
+version: 1
+name: checked
+inputs:
+  n: { schema: { type: integer, minimum: 1 } }
+  label:
+    schema: { type: [string, "null"] }
+    default: null
+nodes:
+  - id: out
+    type: say
+    config: { text: "{{ input.n }} {{ input.label }}" }
+outputs:
+  text: out.text
+"#;
+    let flow = load(yaml).unwrap().flow;
+    let err = Engine::new()
+        .run(
+            &flow,
+            Inputs::new().set_value("n", Value::json(serde_json::json!(0))),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ghostflow::Error::InputInvalid { name, .. } if name == "n"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("less than the minimum"), "{err}");
+    let outcome = Engine::new()
+        .run(
+            &flow,
+            Inputs::new().set_value("n", Value::json(serde_json::json!(2))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.output::<String>("text").unwrap(), "2 None");
+}
+
+#[test]
+fn rate_limits_and_breakers_load_and_write_back() {
+    let yaml = r#"
+version: 1
+name: guarded
+nodes:
+  - id: a
+    type: const
+    config: { value: 1 }
+    rate_limit: 20/min
+    circuit_breaker: { failures: 3, cooldown: 30s, key: api }
+  - id: b
+    type: const
+    config: { value: 2 }
+    rate_limit: { limit: 5, per: 1s, key: api }
+"#;
+    let loaded = load(yaml).unwrap();
+    let a = loaded.flow.node("a").unwrap().policy();
+    let limit = a.rate_limit.as_ref().unwrap();
+    assert_eq!(
+        (limit.limit, limit.per),
+        (20, std::time::Duration::from_secs(60))
+    );
+    let breaker = a.circuit_breaker.as_ref().unwrap();
+    assert_eq!(breaker.failures, 3);
+    assert_eq!(breaker.key.as_deref(), Some("api"));
+    let b = loaded.flow.node("b").unwrap().policy();
+    assert_eq!(b.rate_limit.as_ref().unwrap().key.as_deref(), Some("api"));
+    // Written back and loaded again, the policies are the same.
+    let again = Document::from_flow(&loaded.flow).unwrap().to_yaml();
+    let reloaded = load(&again).unwrap_or_else(|e| panic!("{e}\n{again}"));
+    assert_eq!(reloaded.flow.node("a").unwrap().policy(), a);
+    let err = problems(
+        "version: 1\nname: x\nnodes:\n  - id: a\n    type: const\n    config: { value: 1 }\n    rate_limit: lots\n",
+    );
+    assert!(
+        err.contains("nodes[0].rate_limit: `lots` is not a rate"),
+        "{err}"
+    );
+}

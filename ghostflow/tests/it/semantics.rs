@@ -665,3 +665,61 @@ async fn a_node_whose_connected_inputs_all_stayed_empty_is_skipped() {
     assert_eq!(outcome.node("join").unwrap().status, NodeStatus::Succeeded);
     assert_eq!(outcome.output::<u64>("joined").unwrap(), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limit_paces_attempts_across_nodes_of_a_type() {
+    let flaky = Flaky::default();
+    let attempts = flaky.attempts.clone();
+    let mut b = Flow::builder("paced");
+    let c = b.add("c", Const { value: 1 });
+    for i in 0..6 {
+        let f = b.add(format!("f{i}"), flaky.clone());
+        b.connect(c.out().n, f.inp().n);
+        b.policy(&f)
+            .rate_limit(RateLimit::new(2, Duration::from_secs(1)));
+    }
+    let flow = b.build().unwrap();
+    let begin = tokio::time::Instant::now();
+    Engine::new().run(&flow, Inputs::new()).await.unwrap();
+    let mut offsets: Vec<u128> = attempts
+        .lock()
+        .iter()
+        .map(|t| (*t - begin).as_millis())
+        .collect();
+    offsets.sort_unstable();
+    // A burst of two, then one every half second.
+    assert_eq!(offsets, [0, 0, 500, 1000, 1500, 2000]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_circuit_breaker_stops_calling_what_keeps_failing() {
+    let flaky = Flaky {
+        failures: 100,
+        ..Flaky::default()
+    };
+    let attempts = flaky.attempts.clone();
+    let mut b = Flow::builder("breaker");
+    let c = b.add("c", Const { value: 1 });
+    for i in 0..5 {
+        let f = b.add(format!("f{i}"), flaky.clone());
+        b.connect(c.out().n, f.inp().n);
+        b.policy(&f)
+            .on_error(OnError::Continue)
+            .circuit_breaker(CircuitBreaker::new(2, Duration::from_secs(30)).key("api"));
+        let report = b.add(format!("r{i}"), Report {});
+        b.connect(f.error(), report.inp().failure);
+        b.output(format!("report{i}"), report.out().text);
+    }
+    let flow = b.build().unwrap();
+    let outcome = Engine::new().run(&flow, Inputs::new()).await.unwrap();
+    // Two real failures open the breaker; the other three never run.
+    assert_eq!(attempts.lock().len(), 2);
+    let reports: Vec<String> = (0..5)
+        .map(|i| outcome.output::<String>(&format!("report{i}")).unwrap())
+        .collect();
+    let refused = reports
+        .iter()
+        .filter(|r| r.contains("circuit `api` is open after 2 consecutive failures"))
+        .count();
+    assert_eq!(refused, 3, "{reports:?}");
+}

@@ -32,9 +32,10 @@ pub(crate) fn validate(args: &ValidateArgs) -> Result<(), Failure> {
             if *count == 1 { "" } else { "s" }
         )))),
         _ => Err(Failure::Failed(Some(format!(
-            "{} of {} files have problems",
+            "{} of {} files {} problems",
             broken.len(),
-            args.flows.len()
+            args.flows.len(),
+            if broken.len() == 1 { "has" } else { "have" }
         )))),
     }
 }

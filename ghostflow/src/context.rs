@@ -91,6 +91,35 @@ impl Context {
         Ok(secret)
     }
 
+    /// The value of type `T` the application gave the engine with
+    /// [`EngineBuilder::resource`](crate::EngineBuilder::resource), such as
+    /// settings or a client it owns.
+    pub fn resource<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.run.engine.resources.get()
+    }
+
+    /// The engine's shared value of type `T`, made by `init` the first time
+    /// any node of the engine asks: one HTTP client or one pool of
+    /// connections for every node of every execution. Use a type of your
+    /// own (a newtype) so that nodes of different families do not collide.
+    pub fn shared<T: Send + Sync + 'static>(&self, init: impl FnOnce() -> T) -> Arc<T> {
+        self.run.engine.resources.get_or_init(init)
+    }
+
+    /// The engine running this node, to run other flows (sub-flows) with
+    /// the same policies, store, secrets and resources. Dropping such a
+    /// run's future cancels it, so a cancelled node cancels its sub-flows.
+    pub fn engine(&self) -> crate::Engine {
+        crate::Engine(self.run.engine.clone())
+    }
+
+    /// The node registry given with
+    /// [`EngineBuilder::registry`](crate::EngineBuilder::registry), for
+    /// nodes that load flow documents.
+    pub fn registry(&self) -> Option<Arc<crate::Registry>> {
+        self.resource()
+    }
+
     /// The engine's secrets provider, for configuration expressions.
     pub(crate) fn secrets(&self) -> &dyn Secrets {
         &*self.run.secrets

@@ -33,6 +33,7 @@
 
 mod exec;
 mod guards;
+mod resources;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -95,6 +96,8 @@ pub(crate) struct EngineInner {
     pub(crate) secrets: Arc<dyn Secrets>,
     /// Rate buckets and circuit breakers, by key.
     pub(crate) guards: guards::Guards,
+    /// Values shared by the nodes (clients, pools, settings), by type.
+    pub(crate) resources: resources::Resources,
 }
 
 impl fmt::Debug for Engine {
@@ -136,6 +139,13 @@ impl Engine {
         &self.0.store
     }
 
+    /// The shared value of type `T` (given with
+    /// [`EngineBuilder::resource`] or made by a node with
+    /// [`Context::shared`](crate::Context::shared)).
+    pub fn resource<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.0.resources.get()
+    }
+
     /// Runs `flow` to completion.
     ///
     /// Dropping the returned future cancels the execution.
@@ -171,6 +181,7 @@ pub struct EngineBuilder {
     sinks: Vec<Arc<dyn EventSink>>,
     store: Option<Arc<dyn ExecutionStore>>,
     secrets: Option<Arc<dyn Secrets>>,
+    resources: resources::Resources,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -239,6 +250,29 @@ impl EngineBuilder {
         self
     }
 
+    /// Makes `value` available to every node, as [`Context::resource`]
+    /// (one value per type; a second of the same type replaces the first).
+    /// For settings and clients the application owns, such as an HTTP
+    /// policy or a connection pool.
+    ///
+    /// [`Context::resource`]: crate::Context::resource
+    pub fn resource<T: Send + Sync + 'static>(self, value: T) -> Self {
+        self.resources.insert(Arc::new(value));
+        self
+    }
+
+    /// As [`resource`](Self::resource), for a value already shared.
+    pub fn resource_arc<T: Send + Sync + 'static>(self, value: Arc<T>) -> Self {
+        self.resources.insert(value);
+        self
+    }
+
+    /// The node registry, for nodes that load flow documents at run time
+    /// (sub-flows): [`Context::registry`](crate::Context::registry).
+    pub fn registry(self, registry: Arc<crate::Registry>) -> Self {
+        self.resource_arc(registry)
+    }
+
     /// Uses `secrets` instead of [`EnvSecrets`].
     pub fn secrets(mut self, secrets: impl Secrets) -> Self {
         self.secrets = Some(Arc::new(secrets));
@@ -263,6 +297,7 @@ impl EngineBuilder {
                 .secrets
                 .unwrap_or_else(|| Arc::new(EnvSecrets::default())),
             guards: guards::Guards::default(),
+            resources: self.resources,
         }))
     }
 }

@@ -202,6 +202,14 @@ pub trait Run: Node {
         input: Self::Input,
         ctx: &Context,
     ) -> impl Future<Output = Result<Self::Output, NodeError>> + Send;
+
+    /// Whether this node runs as soon as the first of its inputs arrives
+    /// (a race), instead of once all of them have resolved; what arrives
+    /// later is ignored. For nodes whose inputs are all optional, such as a
+    /// "first to arrive" merge. Read once, when the flow is compiled.
+    fn eager(&self) -> bool {
+        false
+    }
 }
 
 /// The object-safe form of a node, as the engine stores it.
@@ -224,6 +232,11 @@ pub trait ErasedNode: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// The configuration could not be serialized.
     fn config_json(&self) -> Result<serde_json::Value, serde_json::Error>;
+
+    /// Whether the node runs on its first arriving input (see [`Run::eager`]).
+    fn eager(&self) -> bool {
+        false
+    }
 }
 
 /// Wraps a typed node as an [`ErasedNode`].
@@ -287,5 +300,9 @@ impl<N: Run> ErasedNode for TypedNode<N> {
 
     fn config_json(&self) -> Result<serde_json::Value, serde_json::Error> {
         self.node.config_json()
+    }
+
+    fn eager(&self) -> bool {
+        self.node.eager()
     }
 }

@@ -52,10 +52,16 @@ use crate::node::{ErasedNode, NodeSpec, Run, TypedNode, spec_of};
 /// Makes a configured node from its JSON configuration.
 type Factory = dyn Fn(&serde_json::Value) -> Result<Arc<dyn ErasedNode>, ConfigError> + Send + Sync;
 
+/// The spec of a node configured with a config, for types whose ports
+/// depend on their configuration.
+type Shape = dyn Fn(&serde_json::Value) -> Result<NodeSpec, ConfigError> + Send + Sync;
+
 /// One version of one node type.
 pub struct NodeType {
     spec: Arc<NodeSpec>,
     factory: Box<Factory>,
+    /// Set for types whose ports depend on their configuration.
+    shape: Option<Box<Shape>>,
     /// The compiled config schema, made on first use; `None` when the
     /// schema itself does not compile (then only deserialization checks).
     validator: OnceLock<Option<jsonschema::Validator>>,
@@ -96,6 +102,26 @@ impl NodeType {
     /// The type's spec.
     pub fn spec(&self) -> &Arc<NodeSpec> {
         &self.spec
+    }
+
+    /// The spec of a node of this type configured with `config`: the
+    /// type's spec, except for types whose ports depend on their
+    /// configuration (such as a switch with one output per case). The
+    /// configuration may still hold expressions (`"{{ ... }}"` strings);
+    /// the ports must not depend on those.
+    ///
+    /// # Errors
+    /// The fields the ports depend on are missing or wrong.
+    pub fn spec_for(&self, config: &serde_json::Value) -> Result<Arc<NodeSpec>, ConfigError> {
+        match &self.shape {
+            Some(shape) => shape(config).map(Arc::new),
+            None => Ok(self.spec.clone()),
+        }
+    }
+
+    /// Whether the ports of this type's nodes depend on their configuration.
+    pub fn has_dynamic_ports(&self) -> bool {
+        self.shape.is_some()
     }
 
     /// A node configured with `config`.
@@ -309,6 +335,7 @@ impl Registry {
                         message: e.into_inner().to_string(),
                     })
             }),
+            shape: None,
             validator: OnceLock::new(),
         });
         self
@@ -328,6 +355,30 @@ impl Registry {
         self.insert(NodeType {
             spec: Arc::new(spec),
             factory: Box::new(create),
+            shape: None,
+            validator: OnceLock::new(),
+        });
+        self
+    }
+
+    /// Registers a node type whose ports depend on its configuration, such
+    /// as a switch with one output per case: `spec` is the catalog's view,
+    /// `shape` gives the spec of a node configured with a config (which may
+    /// still hold expressions; the ports must not depend on them), and
+    /// `create` makes the node, whose spec must have the ports `shape` gave.
+    pub fn register_dynamic(
+        &mut self,
+        spec: NodeSpec,
+        shape: impl Fn(&serde_json::Value) -> Result<NodeSpec, ConfigError> + Send + Sync + 'static,
+        create: impl Fn(&serde_json::Value) -> Result<Arc<dyn ErasedNode>, ConfigError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> &mut Self {
+        self.insert(NodeType {
+            spec: Arc::new(spec),
+            factory: Box::new(create),
+            shape: Some(Box::new(shape)),
             validator: OnceLock::new(),
         });
         self

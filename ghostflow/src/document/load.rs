@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use crate::context::Secrets;
@@ -37,6 +37,10 @@ pub struct LoadOptions {
     /// When set, secrets that expressions read must exist in this provider
     /// at load time (a missing one is a load problem, not a run failure).
     pub secrets: Option<Arc<dyn Secrets>>,
+    /// The directory that relative paths in configs (fields marked `x-path`
+    /// or `x-flow` in a node's schema, such as a sub-flow's file) are read
+    /// from. [`Loader::load_path`] sets it to the document's directory.
+    pub base_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for LoadOptions {
@@ -45,6 +49,7 @@ impl fmt::Debug for LoadOptions {
             .field("limits", &self.limits)
             .field("env", &self.env)
             .field("checks_secrets", &self.secrets.is_some())
+            .field("base_dir", &self.base_dir)
             .finish()
     }
 }
@@ -125,7 +130,13 @@ pub struct Loaded {
 pub struct Loader<'r> {
     registry: &'r Registry,
     options: LoadOptions,
+    /// The documents being loaded around this one (sub-flows), outermost
+    /// first, to refuse a flow that includes itself.
+    chain: Vec<PathBuf>,
 }
+
+/// How deeply sub-flow documents may include one another.
+const MAX_SUBFLOW_DEPTH: usize = 16;
 
 impl<'r> Loader<'r> {
     /// A loader with default options: 10 MiB documents, no environment
@@ -134,12 +145,17 @@ impl<'r> Loader<'r> {
         Loader {
             registry,
             options: LoadOptions::default(),
+            chain: Vec::new(),
         }
     }
 
     /// A loader with `options`.
     pub fn with_options(registry: &'r Registry, options: LoadOptions) -> Self {
-        Loader { registry, options }
+        Loader {
+            registry,
+            options,
+            chain: Vec::new(),
+        }
     }
 
     /// Loads the file at `path` (`.json` as JSON, anything else as YAML).
@@ -156,7 +172,12 @@ impl<'r> Loader<'r> {
                 message: format!("cannot read the file: {e}"),
             }],
         })?;
-        self.load_bytes(&bytes, Format::from_path(path), Some(&origin))
+        let mut in_dir = self.clone();
+        in_dir.options.base_dir = path.parent().map(Path::to_path_buf);
+        if let Ok(real) = path.canonicalize() {
+            in_dir.chain.push(real);
+        }
+        in_dir.load_bytes(&bytes, Format::from_path(path), Some(&origin))
     }
 
     /// Loads a document from its bytes.
@@ -535,9 +556,12 @@ impl<'a, 'r> Build<'a, 'r> {
             }
         };
         let config_path = path.clone().with_key("config");
+        // Relative paths are read from the document's directory; sub-flows
+        // are loaded now, so that their problems show at load time.
+        let config = self.resolve_paths(i, &decl.config, node_type.spec())?;
         // Fields the node renders itself (marked `x-template` in its config
         // schema) are not expressions for the loader.
-        let (expressions, raw) = split_raw_fields(&decl.config, node_type.spec());
+        let (expressions, raw) = split_raw_fields(&config, node_type.spec());
         let template = match ConfigTemplate::parse(&expressions) {
             Ok(t) => t,
             Err(errors) => {
@@ -550,7 +574,7 @@ impl<'a, 'r> Build<'a, 'r> {
         let mut ok = self.check_references(i, &template);
         // The schema check skips templated values: they are known per run.
         let templated: Vec<String> = template.paths().map(str::to_owned).collect();
-        for e in node_type.validate(&decl.config) {
+        for e in node_type.validate(&config) {
             let inside_template = templated.iter().any(|t| {
                 e.path == *t
                     || e.path.starts_with(&format!("{t}."))
@@ -565,7 +589,7 @@ impl<'a, 'r> Build<'a, 'r> {
             return None;
         }
         let node: Arc<dyn ErasedNode> = if template.is_static() {
-            match node_type.create(&decl.config) {
+            match node_type.create(&config) {
                 Ok(node) => node,
                 Err(e) => {
                     self.report(config_path.join_dotted(&e.path), e.message);
@@ -579,10 +603,18 @@ impl<'a, 'r> Build<'a, 'r> {
                 .filter(|r| hidden_port_name(r).is_some())
                 .cloned()
                 .collect();
-            let inner_inputs = node_type.spec().inputs.len();
+            let shape = match node_type.spec_for(&config) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    self.report(config_path.join_dotted(&e.path), e.message);
+                    return None;
+                }
+            };
+            let inner_inputs = shape.inputs.len();
             let templated = TemplatedNode::new(
                 node_type.clone(),
-                decl.config.clone(),
+                &shape,
+                config.clone(),
                 template,
                 raw,
                 &references,
@@ -595,6 +627,129 @@ impl<'a, 'r> Build<'a, 'r> {
         let index = self.builder.add_erased(decl.id.clone(), node);
         self.apply_policy(i, decl, index);
         Some((spec, index))
+    }
+
+    /// Node `i`'s config with its `x-path` and `x-flow` fields (top-level
+    /// fields so marked in its schema) read from the document's directory,
+    /// and the sub-flows of its `x-flow` fields loaded and checked; `None`
+    /// when a sub-flow has problems (they are reported).
+    fn resolve_paths(
+        &mut self,
+        i: usize,
+        config: &serde_json::Value,
+        spec: &NodeSpec,
+    ) -> Option<serde_json::Value> {
+        let marked = |flag: &str| -> Vec<String> {
+            spec.config_schema
+                .get("properties")
+                .and_then(|p| p.as_object())
+                .map(|props| {
+                    props
+                        .iter()
+                        .filter(|(_, s)| {
+                            s.get(flag).and_then(serde_json::Value::as_bool) == Some(true)
+                        })
+                        .map(|(name, _)| name.clone())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (paths, flows) = (marked("x-path"), marked("x-flow"));
+        if paths.is_empty() && flows.is_empty() {
+            return Some(config.clone());
+        }
+        let mut config = config.clone();
+        let mut ok = true;
+        for field in paths.iter().chain(&flows) {
+            let Some(object) = config.as_object_mut() else {
+                break;
+            };
+            if let Some(serde_json::Value::String(text)) = object.get_mut(field)
+                && !text.contains("{{")
+                && let Some(base) = &self.loader.options.base_dir
+                && Path::new(text.as_str()).is_relative()
+            {
+                *text = base.join(text.as_str()).display().to_string();
+            }
+        }
+        for field in &flows {
+            let at = Self::node_path(i)
+                .with_key("config")
+                .with_key(field.clone());
+            match config.get(field) {
+                Some(serde_json::Value::String(file)) if !file.contains("{{") => {
+                    ok &= self.check_subflow_file(at, Path::new(file));
+                }
+                Some(inline @ serde_json::Value::Object(_)) => {
+                    ok &= self.check_inline_subflow(at, inline);
+                }
+                _ => {}
+            }
+        }
+        ok.then_some(config)
+    }
+
+    /// Loads the sub-flow at `file` and reports its problems at `at`.
+    fn check_subflow_file(&mut self, at: DocPath, file: &Path) -> bool {
+        let real = file.canonicalize().unwrap_or_else(|_| file.to_path_buf());
+        if let Some(first) = self.loader.chain.iter().position(|p| *p == real) {
+            let cycle: Vec<String> = self.loader.chain[first..]
+                .iter()
+                .chain([&real])
+                .map(|p| p.display().to_string())
+                .collect();
+            self.report(
+                at,
+                format!("the sub-flow includes itself: {}", cycle.join(" -> ")),
+            );
+            return false;
+        }
+        if self.loader.chain.len() >= MAX_SUBFLOW_DEPTH {
+            self.report(
+                at,
+                format!("sub-flows nest deeper than {MAX_SUBFLOW_DEPTH} documents"),
+            );
+            return false;
+        }
+        match self.loader.load_path(file) {
+            Ok(_) => true,
+            Err(e) => {
+                for line in e.to_string().lines() {
+                    self.report(at.clone(), format!("in the sub-flow: {line}"));
+                }
+                false
+            }
+        }
+    }
+
+    /// Loads an inline sub-flow document and reports its problems at their
+    /// place inside this document.
+    fn check_inline_subflow(&mut self, at: DocPath, inline: &serde_json::Value) -> bool {
+        if self.loader.chain.len() >= MAX_SUBFLOW_DEPTH {
+            self.report(
+                at,
+                format!("sub-flows nest deeper than {MAX_SUBFLOW_DEPTH} documents"),
+            );
+            return false;
+        }
+        let document = match read_document(inline, None) {
+            Ok(d) => d,
+            Err(problems) => {
+                for p in problems {
+                    self.report(at.clone().join(&p.path), p.message);
+                }
+                return false;
+            }
+        };
+        match self.loader.load_with_map(document, None) {
+            Ok(_) => true,
+            Err(problems) => {
+                for p in problems {
+                    self.report(at.clone().join(&p.path), p.message);
+                }
+                false
+            }
+        }
     }
 
     fn apply_policy(&mut self, i: usize, decl: &NodeDecl, index: NodeIndex) {
@@ -681,7 +836,10 @@ impl<'a, 'r> Build<'a, 'r> {
             .registry
             .get(&doc.nodes[target].node_type)
             .ok()?;
-        let outputs = &target_type.spec().outputs;
+        // The ports of some types depend on their configuration; a target
+        // whose configuration is wrong has its problem reported on its own.
+        let spec = target_type.spec_for(&doc.nodes[target].config).ok()?;
+        let outputs = &spec.outputs;
         if port == ERROR_PORT || outputs.iter().any(|p| p.name == port) {
             return None;
         }
@@ -839,7 +997,10 @@ impl<'a, 'r> Build<'a, 'r> {
             // The node could not be made (its problem is reported), but if
             // its type is known its ports can still be checked.
             None => match self.loader.registry.get(&self.doc.nodes[i].node_type) {
-                Ok(t) => (t.spec().clone(), None),
+                Ok(t) => match t.spec_for(&self.doc.nodes[i].config) {
+                    Ok(spec) => (spec, None),
+                    Err(_) => return Resolved::Unmade,
+                },
                 Err(_) => return Resolved::Unmade,
             },
         };
@@ -1084,13 +1245,14 @@ impl fmt::Debug for TemplatedNode {
 impl TemplatedNode {
     fn new(
         node_type: Arc<NodeType>,
+        shape: &NodeSpec,
         config: serde_json::Value,
         template: ConfigTemplate,
         raw: serde_json::Map<String, serde_json::Value>,
         references: &[Reference],
         env: EnvAccess,
     ) -> Self {
-        let mut spec = (**node_type.spec()).clone();
+        let mut spec = shape.clone();
         for reference in references {
             if let Some(name) = hidden_port_name(reference) {
                 spec.inputs.push(PortSpec::of::<serde_json::Value>(
@@ -1180,6 +1342,12 @@ impl ErasedNode for TemplatedNode {
                     format!("config.{}: {}", e.path, e.message)
                 })
             })?;
+            let made = node.spec();
+            if made.outputs.len() != self.spec.outputs.len() || made.inputs.len() != inputs.len() {
+                return Err(NodeError::permanent(
+                    "config: the expressions changed the node's ports; the fields that name ports must not be expressions",
+                ));
+            }
             node.run(inputs, ctx).await
         })
     }

@@ -34,11 +34,13 @@
 //! - [`json_schema`] is the JSON Schema of the format (`ghostflow schema`).
 
 mod compat;
+mod flowref;
 pub mod load;
 pub mod model;
 pub mod source;
 pub mod write;
 
+pub use flowref::FlowRef;
 pub use load::{DocProblem, LoadError, LoadOptions, Loaded, Loader};
 pub use model::{
     CircuitBreakerDecl, Document, DurationText, EdgeDecl, InputDecl, NodeDecl, OnErrorDecl,

@@ -45,6 +45,9 @@ struct NodeState {
     /// that all stayed empty (every branch it listens to was not taken) is
     /// skipped, even when those inputs are optional.
     arrived: AtomicBool,
+    /// An eager node was made ready by its first input: later resolutions
+    /// must not make it ready again.
+    fired: AtomicBool,
     status: AtomicU8,
     attempts: AtomicU32,
     busy_ns: AtomicU64,
@@ -395,6 +398,7 @@ fn prepare(
             pending: AtomicU32::new(pending),
             dead: AtomicBool::new(false),
             arrived: AtomicBool::new(false),
+            fired: AtomicBool::new(false),
             status: AtomicU8::new(NodeStatus::Pending.code()),
             attempts: AtomicU32::new(0),
             busy_ns: AtomicU64::new(0),
@@ -952,18 +956,26 @@ impl RunShared {
 
     fn deliver(&self, target: Target, value: Option<Value>, ready: &mut Vec<u32>) {
         let state = &self.nodes[target.node as usize];
+        let plan = &self.flow.0.plan;
+        let eager = plan.is_eager(target.node);
         match value {
             Some(value) => {
                 *self.slots[target.slot as usize].lock() = Some(value);
                 state.arrived.store(true, Ordering::Relaxed);
+                // An eager node is ready with its first value.
+                if eager && !state.fired.swap(true, Ordering::AcqRel) {
+                    ready.push(target.node);
+                }
             }
             None => {
-                if self.flow.0.plan.required[target.slot as usize] {
+                if plan.required[target.slot as usize] {
                     state.dead.store(true, Ordering::Relaxed);
                 }
             }
         }
-        if state.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if state.pending.fetch_sub(1, Ordering::AcqRel) == 1
+            && (!eager || !state.fired.swap(true, Ordering::AcqRel))
+        {
             ready.push(target.node);
         }
     }

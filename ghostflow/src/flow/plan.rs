@@ -45,6 +45,8 @@ pub(crate) struct Plan {
     roots: usize,
     /// A topological order.
     pub(crate) topo: Box<[u32]>,
+    /// Nodes that run on their first arriving input; empty when none does.
+    eager: Box<[bool]>,
 }
 
 /// An edge source as written in error messages: `node.port` or `input.name`.
@@ -294,7 +296,17 @@ impl Plan {
             passthrough: passthrough.into_boxed_slice(),
             roots,
             topo: topo.into_boxed_slice(),
+            eager: if nodes.iter().any(|n| n.node.eager()) {
+                nodes.iter().map(|n| n.node.eager()).collect()
+            } else {
+                Box::default()
+            },
         })
+    }
+
+    /// Whether node `node` runs on its first arriving input.
+    pub(crate) fn is_eager(&self, node: u32) -> bool {
+        self.eager.get(node as usize).copied().unwrap_or(false)
     }
 
     /// Nodes with no incoming node edge.

@@ -26,12 +26,29 @@ pub fn register_all(registry: &mut Registry) -> &mut Registry {
         .register::<control::Merge>()
         .register::<control::Delay>()
         .register::<control::Fail>()
-        .register::<control::Passthrough>();
+        .register::<control::Passthrough>()
+        .register_dynamic(
+            control::Switch::catalog_spec(),
+            control::Switch::shape,
+            control::Switch::from_config,
+        );
     #[cfg(feature = "data")]
     registry.register::<data::Set>();
     #[cfg(feature = "text")]
     registry.register::<text::Template>();
     registry
+}
+
+/// The JSON kind of a value, for messages ("an array", "a string").
+pub(crate) fn kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 /// A registry with every node type of the enabled families.

@@ -2,7 +2,7 @@
 //!
 //! | feature   | nodes |
 //! |-----------|-------|
-//! | `control` | [`control::If`], [`control::Merge`], [`control::Delay`], [`control::Fail`], [`control::Passthrough`] |
+//! | `control` | [`control::If`], [`control::Switch`], [`control::Merge`], [`control::Delay`], [`control::Fail`], [`control::Passthrough`] |
 //! | `data`    | [`data::Set`] |
 //! | `text`    | [`text::Template`] |
 //!
@@ -13,8 +13,13 @@
 pub mod control;
 #[cfg(feature = "data")]
 pub mod data;
+#[cfg(feature = "net")]
+pub mod net;
 #[cfg(feature = "text")]
 pub mod text;
+
+#[cfg(feature = "net")]
+pub use net::NetworkPolicy;
 
 use ghostflow::{NodeSpec, Registry};
 

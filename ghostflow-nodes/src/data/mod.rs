@@ -37,7 +37,7 @@ impl Run for Set {
             Some(other) => {
                 return Err(NodeError::permanent(format!(
                     "input `base` must be an object, got {}",
-                    kind(&other)
+                    crate::kind(&other)
                 )));
             }
         };
@@ -47,18 +47,6 @@ impl Run for Set {
         Ok(JsonOut {
             value: serde_json::Value::Object(object),
         })
-    }
-}
-
-/// The JSON kind of a value, for messages.
-pub(crate) fn kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
     }
 }
 

@@ -25,16 +25,34 @@ fn doc_strings(attrs: &[Attribute]) -> impl Iterator<Item = String> {
 }
 
 /// The doc comment as one description: lines trimmed, lines of a paragraph
-/// joined with single spaces, paragraphs separated by a blank line.
+/// joined with single spaces, paragraphs separated by a blank line. Fenced
+/// code blocks (```` ``` ````) are kept line by line, with the one space
+/// that follows `///` removed, so that examples keep their indentation.
 ///
 /// `None` when there is no doc comment, or only blank lines.
 pub(crate) fn description(attrs: &[Attribute]) -> Option<String> {
     let mut paragraphs: Vec<String> = Vec::new();
     let mut current = String::new();
+    let mut in_code = false;
     for text in doc_strings(attrs) {
         for line in text.split('\n') {
-            let line = line.trim();
-            if line.is_empty() {
+            let trimmed = line.trim();
+            if trimmed.starts_with("```") {
+                if !in_code && !current.is_empty() {
+                    paragraphs.push(std::mem::take(&mut current));
+                }
+                if in_code {
+                    current.push('\n');
+                }
+                current.push_str(trimmed);
+                if in_code {
+                    paragraphs.push(std::mem::take(&mut current));
+                }
+                in_code = !in_code;
+            } else if in_code {
+                current.push('\n');
+                current.push_str(line.strip_prefix(' ').unwrap_or(line).trim_end());
+            } else if trimmed.is_empty() {
                 if !current.is_empty() {
                     paragraphs.push(std::mem::take(&mut current));
                 }
@@ -42,7 +60,7 @@ pub(crate) fn description(attrs: &[Attribute]) -> Option<String> {
                 if !current.is_empty() {
                     current.push(' ');
                 }
-                current.push_str(line);
+                current.push_str(trimmed);
             }
         }
     }
@@ -136,6 +154,22 @@ mod tests {
         );
         let bare: syn::DeriveInput = syn::parse_quote!(
             struct Y;
+        );
+        let example: syn::DeriveInput = syn::parse_quote! {
+            /// Does a thing.
+            ///
+            /// ```yaml
+            /// - id: a
+            ///   config:
+            ///
+            ///     x: 1
+            /// ```
+            /// After.
+            struct Z;
+        };
+        assert_eq!(
+            description(&example.attrs).as_deref(),
+            Some("Does a thing.\n\n```yaml\n- id: a\n  config:\n\n    x: 1\n```\n\nAfter.")
         );
         assert_eq!(description(&bare.attrs), None);
     }

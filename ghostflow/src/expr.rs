@@ -1824,6 +1824,29 @@ impl ConfigTemplate {
         self.leaves.iter().map(|l| l.path.as_str())
     }
 
+    /// The config without its templated strings: removed from objects,
+    /// `null` in arrays. What is known of the config before any run.
+    pub fn static_part(&self) -> Value {
+        let mut out = self.config.clone();
+        for leaf in &self.leaves {
+            let Some((last, parent)) = leaf.steps.split_last() else {
+                return Value::Null;
+            };
+            match (slot_mut(&mut out, parent), last) {
+                (Some(Value::Object(map)), Step::Key(key)) => {
+                    map.remove(key);
+                }
+                (Some(Value::Array(items)), Step::Index(i)) => {
+                    if let Some(item) = items.get_mut(*i) {
+                        *item = Value::Null;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
     /// A copy of the config with every templated string replaced by its
     /// rendered value. Fails on the first error, with the path of its string.
     /// Secrets read are recorded in `scope`.

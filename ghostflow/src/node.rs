@@ -210,6 +210,16 @@ pub trait Run: Node {
     fn eager(&self) -> bool {
         false
     }
+
+    /// Whether the node mostly waits for flows it runs through
+    /// [`Context::engine`] (a sub-flow, a for-each). Such a node takes no
+    /// slot of the engine-wide concurrency limit, so that the nodes of the
+    /// flows it runs can have them (with a limit of one, it would otherwise
+    /// wait forever for its own slot); the limit of its concurrency key still
+    /// applies. Read once, when the flow is compiled.
+    fn runs_flows(&self) -> bool {
+        false
+    }
 }
 
 /// The object-safe form of a node, as the engine stores it.
@@ -235,6 +245,12 @@ pub trait ErasedNode: Send + Sync + fmt::Debug + 'static {
 
     /// Whether the node runs on its first arriving input (see [`Run::eager`]).
     fn eager(&self) -> bool {
+        false
+    }
+
+    /// Whether the node mostly waits for flows it runs (see
+    /// [`Run::runs_flows`]).
+    fn runs_flows(&self) -> bool {
         false
     }
 }
@@ -304,5 +320,9 @@ impl<N: Run> ErasedNode for TypedNode<N> {
 
     fn eager(&self) -> bool {
         self.node.eager()
+    }
+
+    fn runs_flows(&self) -> bool {
+        self.node.runs_flows()
     }
 }

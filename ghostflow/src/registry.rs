@@ -233,6 +233,36 @@ pub(crate) fn schema_problems(
                         .map_or_else(|| property.to_string(), str::to_owned)
                 ),
             }),
+            Kind::OneOfNotValid { context } | Kind::AnyOf { context } if !context.is_empty() => {
+                // A choice between fixed values (an enum): name them.
+                let choices: Option<Vec<String>> = context
+                    .iter()
+                    .map(|alternative| match alternative.as_slice() {
+                        [one] => match one.kind() {
+                            Kind::Constant { expected_value } => {
+                                Some(vec![expected_value.to_string()])
+                            }
+                            Kind::Enum { options } => options
+                                .as_array()
+                                .map(|o| o.iter().map(ToString::to_string).collect()),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<Vec<String>>>>()
+                    .map(|c| c.into_iter().flatten().collect());
+                let message = match choices {
+                    Some(choices) => {
+                        format!("{} is not one of {}", e.instance(), choices.join(", "))
+                    }
+                    None => e.to_string(),
+                };
+                out.push(SchemaProblem {
+                    pointer,
+                    key: None,
+                    message,
+                });
+            }
             _ => out.push(SchemaProblem {
                 pointer,
                 key: None,

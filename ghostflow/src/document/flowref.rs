@@ -17,13 +17,33 @@ use crate::registry::Registry;
 /// A config field of this type should carry the `x-flow` mark in its schema
 /// (`#[schemars(extend("x-flow" = true))]`), so that the loader resolves and
 /// checks it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum FlowRef {
     /// A document's path.
     Path(String),
     /// A document, inline.
     Inline(Box<Document>),
+}
+
+/// A path, or an object that the loader reads as a flow document. The
+/// document's own schema is not embedded: it is large, its `$id` would
+/// change how the references inside it resolve, and the loader checks an
+/// inline document with located messages anyway.
+impl JsonSchema for FlowRef {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FlowRef".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A flow document's path (relative to the document that names it), or a flow document inline.",
+            "anyOf": [
+                { "type": "string", "minLength": 1 },
+                { "type": "object", "required": ["version", "name", "nodes"] }
+            ]
+        })
+    }
 }
 
 impl FlowRef {

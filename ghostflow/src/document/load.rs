@@ -677,7 +677,15 @@ impl<'a, 'r> Build<'a, 'r> {
                 .with_key("config")
                 .with_key(field.clone());
             match config.get(field) {
-                Some(serde_json::Value::String(file)) if !file.contains("{{") => {
+                Some(serde_json::Value::String(file)) if file.contains("{{") => {
+                    self.report(
+                        at,
+                        "a sub-flow is fixed when the document loads; it cannot be an expression"
+                            .to_owned(),
+                    );
+                    ok = false;
+                }
+                Some(serde_json::Value::String(file)) => {
                     ok &= self.check_subflow_file(at, Path::new(file));
                 }
                 Some(inline @ serde_json::Value::Object(_)) => {
@@ -1126,10 +1134,10 @@ fn split_raw_fields(
     };
     let mut rest = object.clone();
     for (name, schema) in properties {
-        let marked = schema
-            .get("x-template")
-            .and_then(serde_json::Value::as_bool)
-            == Some(true);
+        // Sub-flows (`x-flow`) are raw too: their expressions are their own.
+        let marked = ["x-template", "x-flow"]
+            .iter()
+            .any(|flag| schema.get(*flag).and_then(serde_json::Value::as_bool) == Some(true));
         if marked && let Some(value) = rest.remove(name) {
             raw.insert(name.clone(), value);
         }
@@ -1231,6 +1239,11 @@ struct TemplatedNode {
     /// What each hidden port carries, in port order.
     references: Vec<Reference>,
     env: EnvAccess,
+    /// The flags of a node made from the static part of the configuration
+    /// (see [`ErasedNode::eager`] and [`ErasedNode::runs_flows`]); `false`
+    /// when that part alone does not make a node.
+    eager: bool,
+    runs_flows: bool,
 }
 
 impl fmt::Debug for TemplatedNode {
@@ -1262,6 +1275,18 @@ impl TemplatedNode {
                 ));
             }
         }
+        // The engine reads these flags when it compiles the flow, before
+        // any run renders the configuration: ask a node made from what is
+        // known now.
+        let mut probe = template.static_part();
+        if let Some(object) = probe.as_object_mut() {
+            for (key, value) in &raw {
+                object.insert(key.clone(), value.clone());
+            }
+        }
+        let (eager, runs_flows) = node_type
+            .create(&probe)
+            .map_or((false, false), |node| (node.eager(), node.runs_flows()));
         TemplatedNode {
             node_type,
             spec: Arc::new(spec),
@@ -1270,6 +1295,8 @@ impl TemplatedNode {
             raw,
             references: references.to_vec(),
             env,
+            eager,
+            runs_flows,
         }
     }
 }
@@ -1354,5 +1381,13 @@ impl ErasedNode for TemplatedNode {
 
     fn config_json(&self) -> Result<serde_json::Value, serde_json::Error> {
         Ok(self.config.clone())
+    }
+
+    fn eager(&self) -> bool {
+        self.eager
+    }
+
+    fn runs_flows(&self) -> bool {
+        self.runs_flows
     }
 }

@@ -991,8 +991,10 @@ impl RunShared {
             None => None,
         };
         let global = match &self.engine.global_limit {
-            Some(semaphore) => Some(semaphore.clone().try_acquire_owned().ok()?),
-            None => None,
+            Some(semaphore) if !self.flow.0.plan.runs_flows(index) => {
+                Some(semaphore.clone().try_acquire_owned().ok()?)
+            }
+            _ => None,
         };
         Some([key, global])
     }
@@ -1010,8 +1012,10 @@ impl RunShared {
             None => None,
         };
         let global = match &self.engine.global_limit {
-            Some(semaphore) => semaphore.clone().acquire_owned().await.ok(),
-            None => None,
+            Some(semaphore) if !self.flow.0.plan.runs_flows(index) => {
+                semaphore.clone().acquire_owned().await.ok()
+            }
+            _ => None,
         };
         [key, global]
     }

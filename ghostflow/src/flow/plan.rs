@@ -45,9 +45,15 @@ pub(crate) struct Plan {
     roots: usize,
     /// A topological order.
     pub(crate) topo: Box<[u32]>,
-    /// Nodes that run on their first arriving input; empty when none does.
-    eager: Box<[bool]>,
+    /// Per node, [`EAGER`] and [`RUNS_FLOWS`] bits; empty when no node has
+    /// either.
+    flags: Box<[u8]>,
 }
+
+/// A node that runs on its first arriving input.
+const EAGER: u8 = 1;
+/// A node that mostly waits for flows it runs.
+const RUNS_FLOWS: u8 = 2;
 
 /// An edge source as written in error messages: `node.port` or `input.name`.
 fn source_name(edge: &Edge, nodes: &[FlowNode], inputs: &[FlowPort]) -> String {
@@ -296,17 +302,35 @@ impl Plan {
             passthrough: passthrough.into_boxed_slice(),
             roots,
             topo: topo.into_boxed_slice(),
-            eager: if nodes.iter().any(|n| n.node.eager()) {
-                nodes.iter().map(|n| n.node.eager()).collect()
-            } else {
-                Box::default()
+            flags: {
+                let flags: Box<[u8]> = nodes
+                    .iter()
+                    .map(|n| {
+                        (u8::from(n.node.eager()) * EAGER)
+                            | (u8::from(n.node.runs_flows()) * RUNS_FLOWS)
+                    })
+                    .collect();
+                if flags.iter().any(|&f| f != 0) {
+                    flags
+                } else {
+                    Box::default()
+                }
             },
         })
     }
 
     /// Whether node `node` runs on its first arriving input.
     pub(crate) fn is_eager(&self, node: u32) -> bool {
-        self.eager.get(node as usize).copied().unwrap_or(false)
+        self.flags
+            .get(node as usize)
+            .is_some_and(|f| f & EAGER != 0)
+    }
+
+    /// Whether node `node` mostly waits for flows it runs.
+    pub(crate) fn runs_flows(&self, node: u32) -> bool {
+        self.flags
+            .get(node as usize)
+            .is_some_and(|f| f & RUNS_FLOWS != 0)
     }
 
     /// Nodes with no incoming node edge.

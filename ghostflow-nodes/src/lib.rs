@@ -2,7 +2,7 @@
 //!
 //! | feature   | nodes |
 //! |-----------|-------|
-//! | `control` | [`control::If`], [`control::Switch`], [`control::Merge`], [`control::Delay`], [`control::Fail`], [`control::Passthrough`] |
+//! | `control` | [`control::If`], [`control::Switch`], [`control::Merge`], [`control::ForEach`], [`control::Subflow`], [`control::Delay`], [`control::Fail`], [`control::Passthrough`] |
 //! | `data`    | [`data::Set`] |
 //! | `text`    | [`text::Template`] |
 //!
@@ -32,6 +32,8 @@ pub fn register_all(registry: &mut Registry) -> &mut Registry {
         .register::<control::Delay>()
         .register::<control::Fail>()
         .register::<control::Passthrough>()
+        .register::<control::Subflow>()
+        .register::<control::ForEach>()
         .register_dynamic(
             control::Switch::catalog_spec(),
             control::Switch::shape,

@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use ghostflow::prelude::*;
 
+mod flows;
 mod switch;
 
+pub use flows::{ForEach, ForEachIn, ForEachOut, ItemErrorPolicy, Subflow, SubflowIn, SubflowOut};
 pub use switch::{Switch, SwitchCase, SwitchConfig, SwitchMode};
 
 /// Any JSON value, passed through unchanged.
@@ -15,8 +17,16 @@ pub struct Json {
     pub value: serde_json::Value,
 }
 
-/// Waits for a fixed time, then passes its input on. Cancellation ends the
-/// wait at once.
+/// Waits for a fixed time, then passes its input on.
+///
+/// Cancellation ends the wait at once. For waits in a retry or rate limit,
+/// use the node policies instead.
+///
+/// ```yaml
+/// - id: cool_down
+///   type: delay
+///   config: { ms: 1500 }
+/// ```
 #[derive(Node, Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[node(input = Json, output = Json, category = "control")]
 pub struct Delay {
@@ -31,8 +41,16 @@ impl Run for Delay {
     }
 }
 
-/// Stops the execution with a message when it receives a value. Place it on
-/// a branch to turn "this should not happen" into a failed run.
+/// Stops the execution with a message when it receives a value.
+///
+/// Place it on a branch to turn "this should not happen" into a failed run;
+/// the value that arrived is part of the message. It never retries.
+///
+/// ```yaml
+/// - id: reject
+///   type: fail
+///   config: { message: "the order has no customer" }
+/// ```
 #[derive(Node, Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[node(input = Json, output = (), category = "control")]
 pub struct Fail {
@@ -50,6 +68,11 @@ impl Run for Fail {
 }
 
 /// Passes its input on unchanged: a join point, or a named place in a flow.
+///
+/// ```yaml
+/// - id: checkpoint
+///   type: passthrough
+/// ```
 #[derive(Node, Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[node(input = Json, output = Json, category = "control")]
 pub struct Passthrough {}
@@ -78,9 +101,17 @@ pub struct Branches {
 }
 
 /// Sends its input down `then` when `condition` is true and down `else`
-/// otherwise; the branch not taken, and everything that needs it, is
-/// skipped. In documents the condition is usually an expression, such as
-/// `"{{ input.amount > 100 }}"`.
+/// otherwise.
+///
+/// The branch not taken, and everything that needs it, is skipped. In
+/// documents the condition is usually an expression.
+///
+/// ```yaml
+/// - id: is_large
+///   type: if
+///   config:
+///     condition: "{{ input.amount > 100 }}"
+/// ```
 #[derive(Node, Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[node(input = MaybeJson, output = Branches, name = "if", category = "control")]
 pub struct If {

@@ -18,9 +18,19 @@ pub struct JsonOut {
 }
 
 /// Builds an object from named fields, set over the `base` input when it is
-/// connected. In documents, field values are usually expressions:
-/// `full_name: "{{ input.first }} {{ input.last }}"`,
-/// `total: "{{ nodes.cart.value.price * 2 }}"`.
+/// connected.
+///
+/// In documents, field values are usually expressions.
+///
+/// ```yaml
+/// - id: customer
+///   type: set
+///   config:
+///     fields:
+///       full_name: "{{ input.first }} {{ input.last }}"
+///       total: "{{ nodes.cart.value.price * 2 }}"
+///       source: web
+/// ```
 #[derive(Node, Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[node(input = Base, output = JsonOut, category = "data")]
 pub struct Set {

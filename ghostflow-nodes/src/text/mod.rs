@@ -18,11 +18,20 @@ pub struct TextOut {
     pub text: String,
 }
 
-/// Renders a text template with its `data` input, in the same sandbox as
-/// expressions (minijinja syntax: `Hello {{ data.name | title }}!`,
+/// Renders a text template with its `data` input.
+///
+/// Templates run in the same sandbox as expressions (minijinja syntax:
+/// `Hello {{ data.name | title }}!`,
 /// `{% for item in data.items %}- {{ item }}\n{% endfor %}`). The template
 /// is the node's own: documents do not evaluate it as an expression, and a
 /// syntax error is reported when the flow is loaded.
+///
+/// ```yaml
+/// - id: greeting
+///   type: template
+///   config:
+///     template: "Hello {{ data.name | title }}, you have {{ data.items | length }} items."
+/// ```
 #[derive(Node, Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[node(input = TemplateData, output = TextOut, category = "text")]
 pub struct Template {

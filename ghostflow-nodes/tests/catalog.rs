@@ -1,0 +1,137 @@
+//! The catalog as `ghostflow nodes` shows it: every node type of the
+//! library is described, has schemas that compile, documented ports, and an
+//! example in its description that its own config schema accepts.
+
+use ghostflow::document::source::parse;
+use ghostflow::document::{Format, Limits};
+use ghostflow::expr::ConfigTemplate;
+
+/// The ```yaml block of a description.
+fn yaml_example(description: &str) -> Option<&str> {
+    let start = description.find("```yaml\n")? + "```yaml\n".len();
+    let end = start + description[start..].find("```")?;
+    Some(&description[start..end])
+}
+
+#[test]
+fn every_node_type_is_described_with_a_valid_example() {
+    let registry = ghostflow_nodes::registry();
+    let specs = ghostflow_nodes::specs();
+    assert!(!specs.is_empty());
+    let mut problems = Vec::new();
+    for spec in &specs {
+        let name = &spec.type_name;
+        let first = spec.description.split("\n\n").next().unwrap_or_default();
+        if first.trim().is_empty() || first.len() > 400 {
+            problems.push(format!(
+                "{name}: the first paragraph of the description should say in a sentence or two what the node does"
+            ));
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            problems.push(format!("{name}: type names are snake_case"));
+        }
+        if let Err(e) = jsonschema::validator_for(&spec.config_schema) {
+            problems.push(format!("{name}: the config schema does not compile: {e}"));
+        }
+        for port in spec.inputs.iter().chain(&spec.outputs) {
+            if port.description.as_deref().unwrap_or_default().is_empty() {
+                problems.push(format!("{name}: port `{}` has no description", port.name));
+            }
+            if let Err(e) = jsonschema::validator_for(&port.schema) {
+                problems.push(format!(
+                    "{name}: the schema of port `{}` does not compile: {e}",
+                    port.name
+                ));
+            }
+        }
+        let Some(example) = yaml_example(&spec.description) else {
+            problems.push(format!("{name}: the description has no ```yaml example"));
+            continue;
+        };
+        let value = match parse(example.as_bytes(), Format::Yaml, &Limits::default()) {
+            Ok((value, _)) => value,
+            Err(e) => {
+                problems.push(format!("{name}: the example is not YAML: {e}"));
+                continue;
+            }
+        };
+        let Some([node]) = value.as_array().map(Vec::as_slice) else {
+            problems.push(format!(
+                "{name}: the example should be a list with one node declaration"
+            ));
+            continue;
+        };
+        if node["type"] != serde_json::json!(name) {
+            problems.push(format!(
+                "{name}: the example declares type {}",
+                node["type"]
+            ));
+            continue;
+        }
+        let config = node.get("config").cloned().unwrap_or(serde_json::json!({}));
+        let node_type = registry.get(name).unwrap();
+        // As the loader does: fields the node renders itself (`x-template`)
+        // or loads (`x-flow`) are not expressions, and templated strings
+        // are checked per run.
+        let mut expressions = config.clone();
+        if let (Some(object), Some(properties)) = (
+            expressions.as_object_mut(),
+            spec.config_schema["properties"].as_object(),
+        ) {
+            for (field, schema) in properties {
+                if schema.get("x-template") == Some(&serde_json::json!(true))
+                    || schema.get("x-flow") == Some(&serde_json::json!(true))
+                {
+                    object.remove(field);
+                }
+            }
+        }
+        let template = match ConfigTemplate::parse(&expressions) {
+            Ok(t) => t,
+            Err(errors) => {
+                problems.push(format!("{name}: the example's expressions: {errors:?}"));
+                continue;
+            }
+        };
+        let templated: Vec<&str> = template.paths().collect();
+        for e in node_type.validate(&config) {
+            let inside = templated.iter().any(|t| {
+                e.path == *t
+                    || e.path.starts_with(&format!("{t}."))
+                    || e.path.starts_with(&format!("{t}["))
+            });
+            if !inside {
+                problems.push(format!("{name}: the example's config: {e}"));
+            }
+        }
+        if let Err(e) = node_type.spec_for(&config) {
+            problems.push(format!("{name}: the example's ports: {e}"));
+        }
+        if template.is_static()
+            && let Err(e) = node_type.create(&config)
+        {
+            problems.push(format!(
+                "{name}: the example's config does not make a node: {e}"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+#[test]
+fn enum_mistakes_list_the_choices() {
+    let registry = ghostflow_nodes::registry();
+    let problems = registry
+        .get("for_each")
+        .unwrap()
+        .validate(&serde_json::json!({"flow": "x.yaml", "on_item_error": "retry"}));
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].path, "on_item_error");
+    assert_eq!(
+        problems[0].message,
+        r#""retry" is not one of "fail", "skip", "collect""#
+    );
+}

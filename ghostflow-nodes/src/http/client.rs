@@ -40,6 +40,11 @@ pub(crate) struct Response {
     /// The URL that answered, after redirects.
     pub(crate) url: url::Url,
     pub(crate) body: Vec<u8>,
+    /// The credentials sent with the request (the `Authorization` value
+    /// after its scheme), kept out of error messages: a server that echoes
+    /// them in an error body would otherwise show them, in a form (basic
+    /// auth's base64) the engine's masking of secret values cannot know.
+    credentials: Option<String>,
 }
 
 impl Response {
@@ -57,7 +62,7 @@ impl Response {
             method: method.to_string(),
             url: display_url(&self.url),
             status: self.status,
-            body: body_snippet(&self.body),
+            body: body_snippet(&self.body, self.credentials.as_deref()),
             retry_after,
         }
     }
@@ -74,11 +79,18 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// The start of a text body, on one line, for error messages.
-fn body_snippet(body: &[u8]) -> String {
+/// The start of a text body, on one line, for error messages, with
+/// `credentials` masked.
+fn body_snippet(body: &[u8], credentials: Option<&str>) -> String {
     const MAX_CHARS: usize = 200;
     let Ok(text) = std::str::from_utf8(body) else {
         return String::new();
+    };
+    let text = match credentials {
+        Some(secret) if !secret.is_empty() && text.contains(secret) => {
+            std::borrow::Cow::Owned(text.replace(secret, "***"))
+        }
+        _ => std::borrow::Cow::Borrowed(text),
     };
     let mut snippet: String = text
         .split_whitespace()
@@ -225,7 +237,13 @@ async fn exchange(
             }
             bytes.extend_from_slice(&chunk);
         }
+        let credentials = auth
+            .as_ref()
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(' '))
+            .map(|(_, credentials)| credentials.trim().to_owned());
         return Ok(Response {
+            credentials,
             status,
             headers: std::mem::take(response.headers_mut()),
             url,
@@ -318,11 +336,15 @@ mod tests {
     #[test]
     fn snippets_are_short_single_lines_of_text() {
         assert_eq!(
-            body_snippet(b"{\n  \"error\": \"nope\"\n}"),
+            body_snippet(b"{\n  \"error\": \"nope\"\n}", None),
             r#"{ "error": "nope" }"#
         );
-        assert_eq!(body_snippet(&[0xff, 0xfe]), "");
+        assert_eq!(body_snippet(&[0xff, 0xfe], None), "");
         let long = "x".repeat(500);
-        assert_eq!(body_snippet(long.as_bytes()).len(), 203);
+        assert_eq!(body_snippet(long.as_bytes(), None).len(), 203);
+        assert_eq!(
+            body_snippet(b"bad credentials: Basic YWRhOnBhNTU=", Some("YWRhOnBhNTU=")),
+            "bad credentials: Basic ***"
+        );
     }
 }

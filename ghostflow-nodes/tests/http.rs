@@ -16,12 +16,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use ghostflow::document::{Format, Loader};
+use ghostflow::document::{Document, Format, Loader};
 use ghostflow::{
     ChannelSink, Engine, Error, EventKind, Flow, Inputs, MapSecrets, NodeFailure, NodeStatus,
     Outcome,
 };
 use ghostflow_nodes::NetworkPolicy;
+use ghostflow_nodes::http::{Graphql, HttpRequest, RequestBody};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------- the server
@@ -1165,6 +1166,39 @@ outputs:
     assert_eq!(failure.attempts, 1);
     assert_eq!(outcome.node("fetch").unwrap().status, NodeStatus::Failed);
     assert_eq!(outcome.node("after").unwrap().status, NodeStatus::Skipped);
+}
+
+#[tokio::test]
+async fn typed_flows_run_and_read_back_as_documents() {
+    let s = server().await;
+    let mut b = Flow::builder("typed");
+    let mut post = HttpRequest::get(s.url("/echo")).unwrap();
+    post.method = ghostflow_nodes::http::Method::Post;
+    post.body = Some(RequestBody::Json(json!({"hello": "typed"})));
+    let fetch = b.add("fetch", post);
+    b.output("status", fetch.out().status);
+    b.output("body", fetch.out().body);
+    let flow = b.build().unwrap();
+    let direct = run(&engine(), &flow).await.unwrap();
+    assert_eq!(direct.output::<u16>("status").unwrap(), 200);
+    assert_eq!(out(&direct, "body")["body"], json!(r#"{"hello":"typed"}"#));
+
+    let yaml = Document::from_flow(&flow).unwrap().to_yaml();
+    let reloaded = run(&engine(), &load(&yaml)).await.unwrap();
+    assert_eq!(out(&reloaded, "body"), out(&direct, "body"));
+    assert!(yaml.contains("type: http_request"), "{yaml}");
+    // A graphql node too.
+    let node: Graphql = serde_json::from_value(json!({
+        "endpoint": s.url("/graphql"),
+        "query": "{ hello }"
+    }))
+    .unwrap();
+    let mut b = Flow::builder("typed-graphql");
+    let call = b.add("call", node);
+    b.output("data", call.out().data);
+    let flow = b.build().unwrap();
+    let outcome = run(&engine(), &flow).await.unwrap();
+    assert_eq!(out(&outcome, "data")["hello"], json!("world"));
 }
 
 // ------------------------------------------------------------------ graphql

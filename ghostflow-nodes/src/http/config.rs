@@ -165,7 +165,7 @@ impl BodyKind {
                 let object = value.as_object().ok_or_else(|| {
                     bad(format!(
                         "a form body must be an object of fields, got {}",
-                        json_kind(value)
+                        crate::kind(value)
                     ))
                 })?;
                 let mut fields = Vec::with_capacity(object.len());
@@ -184,7 +184,7 @@ impl BodyKind {
                 other => {
                     return Err(bad(format!(
                         "a text body must be a string, got {}",
-                        json_kind(other)
+                        crate::kind(other)
                     )));
                 }
             },
@@ -198,7 +198,7 @@ impl BodyKind {
                 other => {
                     return Err(bad(format!(
                         "a bytes body must be a base64 string, got {}",
-                        json_kind(other)
+                        crate::kind(other)
                     )));
                 }
             },
@@ -241,7 +241,7 @@ impl FieldValue {
             serde_json::Value::Array(items) if items.iter().all(scalar) => Ok(FieldValue(value)),
             other => Err(format!(
                 "expected a string, number, boolean or a list of them, got {}",
-                json_kind(other)
+                crate::kind(other)
             )),
         }
     }
@@ -393,18 +393,6 @@ fn is_text_type(essence: &str) -> bool {
                 | "application/yaml"
                 | "application/graphql"
         )
-}
-
-/// The JSON kind of a value, for messages.
-pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
 }
 
 /// Accepts an absolute `http` or `https` URL.

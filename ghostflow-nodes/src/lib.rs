@@ -5,6 +5,7 @@
 //! | `control` | [`control::If`], [`control::Switch`], [`control::Merge`], [`control::ForEach`], [`control::Subflow`], [`control::Delay`], [`control::Fail`], [`control::Passthrough`] |
 //! | `data`    | [`data::Set`] |
 //! | `text`    | [`text::Template`] |
+//! | `http`    | [`http::HttpRequest`], [`http::Graphql`] |
 //!
 //! [`register_all`] adds every node compiled in to a [`Registry`], so that
 //! flow documents can name them; [`specs`] lists their specs.
@@ -13,6 +14,8 @@
 pub mod control;
 #[cfg(feature = "data")]
 pub mod data;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "net")]
 pub mod net;
 #[cfg(feature = "text")]
@@ -43,6 +46,10 @@ pub fn register_all(registry: &mut Registry) -> &mut Registry {
     registry.register::<data::Set>();
     #[cfg(feature = "text")]
     registry.register::<text::Template>();
+    #[cfg(feature = "http")]
+    registry
+        .register::<http::HttpRequest>()
+        .register::<http::Graphql>();
     registry
 }
 

@@ -25,7 +25,7 @@
 //! that resolves to `10.0.0.7` is refused as surely as the literal address.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -38,10 +38,13 @@ use ghostflow::{Context, NodeError};
 pub struct NetworkPolicy {
     /// Refuse loopback, private (RFC 1918, unique local), link-local
     /// (including cloud metadata at 169.254.169.254), carrier-grade NAT,
-    /// unspecified, broadcast and multicast addresses.
+    /// unspecified, broadcast, multicast, documentation and other reserved
+    /// addresses: what a flow written by someone else should not reach
+    /// from inside your network.
     pub deny_private: bool,
-    /// Host names reachable even when they resolve to a private address
-    /// (exact, case-insensitive), such as an internal model server.
+    /// Host names (or IP literals) reachable even when they resolve to a
+    /// private address (exact, case-insensitive), such as an internal model
+    /// server. A redirect to another host is checked again.
     pub allow_hosts: Vec<String>,
 }
 
@@ -61,10 +64,14 @@ impl NetworkPolicy {
         self
     }
 
+    /// Whether `host` (a name or an IP literal, IPv6 with or without
+    /// brackets) is exempt.
     fn allows_host(&self, host: &str) -> bool {
+        let unbracketed = |h: &str| h.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = unbracketed(host);
         self.allow_hosts
             .iter()
-            .any(|h| h.eq_ignore_ascii_case(host))
+            .any(|allowed| unbracketed(allowed).eq_ignore_ascii_case(&host))
     }
 
     /// Checks a URL before a request: its scheme, and its host when that is
@@ -81,63 +88,137 @@ impl NetworkPolicy {
                 )));
             }
         }
-        let Some(host) = url.host() else {
+        if url.host().is_none() {
             return Err(NodeError::permanent(format!("{url}: the URL has no host")));
-        };
-        if !self.deny_private || self.allows_host(&host.to_string()) {
-            return Ok(());
         }
-        let ip = match host {
-            url::Host::Ipv4(v4) => IpAddr::V4(v4),
-            url::Host::Ipv6(v6) => IpAddr::V6(v6),
-            url::Host::Domain(_) => return Ok(()),
-        };
-        if is_public(ip) {
-            Ok(())
-        } else {
-            Err(NodeError::permanent(format!(
-                "{url}: {ip} is a private address, which this engine's network policy refuses"
-            )))
+        match self.refusal(url) {
+            Some(refusal) => {
+                Err(NodeError::permanent(format!("{url}: {refusal}")).with_source(refusal))
+            }
+            None => Ok(()),
         }
     }
+
+    /// Why this policy refuses the host of `url` when it is an IP literal,
+    /// or `None` (names are checked when they resolve).
+    pub fn refusal(&self, url: &reqwest::Url) -> Option<Refusal> {
+        if !self.deny_private {
+            return None;
+        }
+        let ip = match url.host()? {
+            url::Host::Ipv4(v4) => IpAddr::V4(v4),
+            url::Host::Ipv6(v6) => IpAddr::V6(v6),
+            url::Host::Domain(_) => return None,
+        };
+        let host = url.host_str().unwrap_or_default();
+        if self.allows_host(host) {
+            return None;
+        }
+        special_range(ip).map(|range| Refusal {
+            host: host.to_owned(),
+            addr: ip,
+            range,
+            resolved: false,
+        })
+    }
 }
+
+/// A network policy's refusal of one address, with the range it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The host as written in the URL.
+    pub host: String,
+    /// The refused address.
+    pub addr: IpAddr,
+    /// Its range, in words (`a loopback address`).
+    pub range: &'static str,
+    /// Whether the host is a name that resolved to `addr` (not a literal).
+    pub resolved: bool,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.resolved {
+            write!(
+                f,
+                "`{}` resolves to {}, {}",
+                self.host, self.addr, self.range
+            )?;
+        } else {
+            write!(f, "{} is {}", self.addr, self.range)?;
+        }
+        f.write_str(", which this engine's network policy refuses")
+    }
+}
+
+impl std::error::Error for Refusal {}
 
 /// Whether `ip` is an ordinary public unicast address.
 pub fn is_public(ip: IpAddr) -> bool {
+    special_range(ip).is_none()
+}
+
+/// The special-purpose range `ip` belongs to, in words (`a loopback
+/// address`), or `None` for an ordinary public address.
+pub fn special_range(ip: IpAddr) -> Option<&'static str> {
     match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public_v4(v4);
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                // Unique local fc00::/7 and link-local fe80::/10.
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                // NAT64 well-known prefix 64:ff9b::/96 embeds IPv4.
-                || (v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
-                    && !is_public_v4(Ipv4Addr::from_bits(v6.to_bits() as u32))))
-        }
+        IpAddr::V4(v4) => v4_range(v4),
+        IpAddr::V6(v6) => v6_range(v6),
     }
 }
 
-fn is_public_v4(v4: Ipv4Addr) -> bool {
-    let [a, b, ..] = v4.octets();
-    !(v4.is_loopback()
-        || v4.is_private()
-        || v4.is_link_local()
-        || v4.is_unspecified()
-        || v4.is_broadcast()
-        || v4.is_multicast()
-        || v4.is_documentation()
-        // Carrier-grade NAT 100.64.0.0/10 and "this network" 0.0.0.0/8.
-        || (a == 100 && (b & 0xc0) == 64)
-        || a == 0
-        // Reserved 240.0.0.0/4.
-        || a >= 240)
+fn v4_range(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, c, _] = ip.octets();
+    Some(match (a, b, c) {
+        (0, _, _) => "an unspecified (\"this network\") address",
+        (10, _, _) => "a private (RFC 1918) address",
+        (100, 64..=127, _) => "a carrier-grade NAT address",
+        (127, _, _) => "a loopback address",
+        (169, 254, _) => "a link-local address",
+        (172, 16..=31, _) => "a private (RFC 1918) address",
+        (192, 0, 0) => "an IETF protocol address",
+        (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => "a documentation address",
+        (192, 88, 99) => "a 6to4 relay address",
+        (192, 168, _) => "a private (RFC 1918) address",
+        (198, 18..=19, _) => "a benchmarking address",
+        (224..=239, _, _) => "a multicast address",
+        (240..=255, _, _) => "a reserved or broadcast address",
+        _ => return None,
+    })
+}
+
+fn v6_range(ip: Ipv6Addr) -> Option<&'static str> {
+    let segments = ip.segments();
+    // Addresses that carry an IPv4 address are judged by it.
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return v4_range(v4);
+    }
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        // NAT64: the embedded address is where the packets end up.
+        return v4_range(Ipv4Addr::from_bits(ip.to_bits() as u32));
+    }
+    if segments[0] == 0x2002 {
+        // 6to4: the IPv4 address sits in bits 16..48.
+        return v4_range(Ipv4Addr::from_bits((ip.to_bits() >> 80) as u32));
+    }
+    Some(match segments {
+        [0, 0, 0, 0, 0, 0, 0, 0] => "an unspecified address",
+        [0, 0, 0, 0, 0, 0, 0, 1] => "a loopback address",
+        // IPv4-compatible (deprecated).
+        [0, 0, 0, 0, 0, 0, _, _] => {
+            return v4_range(Ipv4Addr::from_bits(ip.to_bits() as u32))
+                .or(Some("an IPv4-compatible address"));
+        }
+        [0x64, 0xff9b, 1, ..] => "a NAT64 local-use address",
+        [0x100, 0, 0, 0, ..] => "a discard-only address",
+        [0x2001, 0xdb8, ..] => "a documentation address",
+        [0x2001, 0..=0x1ff, ..] => "an IETF protocol address",
+        [first, ..] if first & 0xfe00 == 0xfc00 => "a unique-local address",
+        [first, ..] if first & 0xffc0 == 0xfe80 => "a link-local address",
+        [first, ..] if first & 0xffc0 == 0xfec0 => "a site-local address",
+        [first, ..] if first & 0xff00 == 0xff00 => "a multicast address",
+        _ => return None,
+    })
 }
 
 /// The engine's HTTP client and the policy it enforces.
@@ -171,6 +252,12 @@ impl Net {
         self.client
             .as_ref()
             .map_err(|e| NodeError::permanent(format!("cannot make the HTTP client: {e}")))
+    }
+
+    /// The policy this engine's requests obey, for callers that report a
+    /// refusal in their own words ([`NetworkPolicy::refusal`]).
+    pub(crate) fn policy(&self) -> &NetworkPolicy {
+        &self.policy
     }
 }
 
@@ -213,7 +300,7 @@ pub(crate) fn tls_config() -> Result<rustls::ClientConfig, String> {
 }
 
 /// Resolves names with the system resolver and drops the addresses the
-/// policy refuses; a name left with none is an error naming it.
+/// policy refuses; a name left with none fails with a [`Refusal`].
 struct GuardedResolver {
     policy: NetworkPolicy,
 }
@@ -231,22 +318,30 @@ impl reqwest::dns::Resolve for GuardedResolver {
         Box::pin(async move {
             let found: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let kept: Vec<SocketAddr> = found
-                .iter()
-                .copied()
-                .filter(|a| allowed || is_public(a.ip()))
-                .collect();
-            if kept.is_empty() {
-                let shown = found
-                    .first()
-                    .map(|a| a.ip().to_string())
-                    .unwrap_or_default();
-                return Err(format!(
-                    "`{host}` resolves to the private address {shown}, which this engine's network policy refuses"
-                )
-                .into());
+            if allowed {
+                return Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs);
             }
-            Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
+            let mut refused = None;
+            let kept: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|addr| match special_range(addr.ip()) {
+                    Some(range) => {
+                        refused.get_or_insert((addr.ip(), range));
+                        false
+                    }
+                    None => true,
+                })
+                .collect();
+            match (kept.is_empty(), refused) {
+                (true, Some((addr, range))) => Err(Box::new(Refusal {
+                    host,
+                    addr,
+                    range,
+                    resolved: true,
+                })
+                    as Box<dyn std::error::Error + Send + Sync>),
+                _ => Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs),
+            }
         })
     }
 }
@@ -255,42 +350,61 @@ impl reqwest::dns::Resolve for GuardedResolver {
 mod tests {
     use super::*;
 
+    fn range(text: &str) -> Option<&'static str> {
+        special_range(text.parse().unwrap())
+    }
+
     #[test]
-    fn private_ranges_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "172.31.255.255",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "0.1.2.3",
-            "255.255.255.255",
-            "224.0.0.1",
-            "240.0.0.1",
-            "::1",
-            "::",
-            "fc00::1",
-            "fd12:3456::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1",
-            "64:ff9b::a00:1",
-            "ff02::1",
+    fn private_and_reserved_addresses_are_named() {
+        for (ip, expected) in [
+            ("127.0.0.1", "a loopback address"),
+            ("127.255.0.9", "a loopback address"),
+            ("10.1.2.3", "a private (RFC 1918) address"),
+            ("172.16.0.1", "a private (RFC 1918) address"),
+            ("172.31.255.255", "a private (RFC 1918) address"),
+            ("192.168.1.1", "a private (RFC 1918) address"),
+            ("169.254.169.254", "a link-local address"),
+            ("0.0.0.0", "an unspecified (\"this network\") address"),
+            ("0.1.2.3", "an unspecified (\"this network\") address"),
+            ("100.64.0.1", "a carrier-grade NAT address"),
+            ("192.0.2.1", "a documentation address"),
+            ("198.18.0.1", "a benchmarking address"),
+            ("224.0.0.1", "a multicast address"),
+            ("240.0.0.1", "a reserved or broadcast address"),
+            ("255.255.255.255", "a reserved or broadcast address"),
+            ("::1", "a loopback address"),
+            ("::", "an unspecified address"),
+            ("fe80::1", "a link-local address"),
+            ("fd12:3456::1", "a unique-local address"),
+            ("fc00::1", "a unique-local address"),
+            ("ff02::1", "a multicast address"),
+            ("2001:db8::1", "a documentation address"),
+            ("::ffff:127.0.0.1", "a loopback address"),
+            ("::ffff:10.0.0.1", "a private (RFC 1918) address"),
+            ("64:ff9b::a00:1", "a private (RFC 1918) address"),
+            ("64:ff9b::a9fe:a9fe", "a link-local address"),
+            ("2002:7f00:1::", "a loopback address"),
+            ("::127.0.0.1", "a loopback address"),
         ] {
+            assert_eq!(range(ip), Some(expected), "{ip}");
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    #[test]
+    fn public_addresses_pass() {
         for ip in [
             "1.1.1.1",
             "8.8.8.8",
+            "93.184.216.34",
             "172.32.0.1",
             "100.128.0.1",
             "2606:4700::1111",
             "::ffff:1.1.1.1",
             "64:ff9b::101:101",
+            "2002:0808:0808::",
         ] {
+            assert_eq!(range(ip), None, "{ip}");
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }
@@ -304,28 +418,47 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "http://169.254.169.254/latest/meta-data: 169.254.169.254 is a private address, which this engine's network policy refuses"
+            "http://169.254.169.254/latest/meta-data: 169.254.169.254 is a link-local address, which this engine's network policy refuses"
         );
-        assert!(policy.check_url(&url("http://[::1]:8080/")).is_err());
+        assert!(!err.is_retryable());
+        let err = policy
+            .check_url(&url("http://127.0.0.1:8080/x"))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "http://127.0.0.1:8080/x: 127.0.0.1 is a loopback address, which this engine's network policy refuses"
+        );
+        // The URL parser normalizes other spellings of an IPv4 address.
+        for refused in [
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://[::1]:8080/",
+            "http://[::ffff:7f00:1]/",
+        ] {
+            assert!(policy.check_url(&url(refused)).is_err(), "{refused}");
+        }
         assert!(policy.check_url(&url("https://example.com/")).is_ok());
         assert!(policy.check_url(&url("https://1.1.1.1/")).is_ok());
+        // Names are checked when they resolve.
+        assert!(policy.check_url(&url("http://localhost/")).is_ok());
         let err = policy.check_url(&url("file:///etc/passwd")).unwrap_err();
         assert!(
             err.to_string().contains("unsupported scheme `file`"),
             "{err}"
         );
-        // The default allows everything; an allowed host passes by name.
+        // The default allows everything; an allowed host passes by name,
+        // IPv6 literals with or without brackets.
         assert!(
             NetworkPolicy::default()
                 .check_url(&url("http://127.0.0.1/"))
                 .is_ok()
         );
-        assert!(
-            NetworkPolicy::public_only()
-                .allow_host("127.0.0.1")
-                .check_url(&url("http://127.0.0.1/"))
-                .is_ok()
-        );
+        let allowing = NetworkPolicy::public_only()
+            .allow_host("127.0.0.1")
+            .allow_host("::1");
+        assert!(allowing.check_url(&url("http://127.0.0.1/")).is_ok());
+        assert!(allowing.check_url(&url("http://[::1]/")).is_ok());
+        assert!(allowing.check_url(&url("http://127.0.0.2/")).is_err());
     }
 
     /// A one-shot HTTP/1.1 server on an ephemeral port: answers one request
@@ -388,7 +521,10 @@ mod tests {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(": ");
-        assert!(chain.contains("resolves to the private address"), "{chain}");
+        assert!(
+            chain.contains("`localhost` resolves to ") && chain.contains("a loopback address"),
+            "{chain}"
+        );
         assert!(tls_config().is_ok());
     }
 
@@ -401,10 +537,17 @@ mod tests {
         let name: reqwest::dns::Name = "localhost".parse().unwrap();
         let err = match resolver.resolve(name).await {
             Ok(_) => panic!("localhost resolved under a public-only policy"),
-            Err(e) => e.to_string(),
+            Err(e) => e,
         };
+        let refusal = err.downcast_ref::<Refusal>().expect("a Refusal");
+        assert_eq!(refusal.host, "localhost");
         assert!(
-            err.starts_with("`localhost` resolves to the private address"),
+            refusal.resolved && refusal.addr.is_loopback(),
+            "{refusal:?}"
+        );
+        assert!(
+            err.to_string()
+                .ends_with("a loopback address, which this engine's network policy refuses"),
             "{err}"
         );
         let resolver = GuardedResolver {

@@ -22,7 +22,10 @@ fn load(name: &str) -> Loaded {
 async fn run(name: &str, inputs: serde_json::Value) -> Outcome {
     let loaded = load(name);
     let inputs = Inputs::from_json(inputs.as_object().cloned().unwrap_or_default());
-    Engine::new()
+    // The registry lets for-each and sub-flow nodes load their documents.
+    Engine::builder()
+        .registry(std::sync::Arc::new(ghostflow_nodes::registry()))
+        .build()
         .run(&loaded.flow, inputs)
         .await
         .unwrap_or_else(|e| panic!("{name} failed: {e}"))
@@ -116,6 +119,37 @@ async fn expressions_price_the_cart() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn for_each_checks_orders_two_at_a_time() {
+    let begin = tokio::time::Instant::now();
+    let outcome = run("for-each.yaml", json!({})).await;
+    // Six 200 ms sub-flow runs, two at a time (tokio's paused clock).
+    assert_eq!(begin.elapsed(), std::time::Duration::from_millis(600));
+    let orders = output(&outcome, "orders");
+    let ids: Vec<&str> = orders
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["A-1", "A-2", "A-4", "A-5", "A-6"]);
+    assert_eq!(orders[0]["total"], json!(15.5));
+    assert_eq!(orders[2]["position"], json!(3));
+    let rejected = output(&outcome, "rejected");
+    assert_eq!(rejected[0]["index"], json!(2));
+    assert!(
+        rejected[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("order has no lines"),
+        "{rejected}"
+    );
+    assert_eq!(
+        output(&outcome, "summary"),
+        json!({"priced": 5, "rejected": ["A-3"], "revenue": 62.0})
+    );
+}
+
 #[test]
 fn every_example_is_covered() {
     let mut names: Vec<String> = std::fs::read_dir(flows_dir())
@@ -132,6 +166,7 @@ fn every_example_is_covered() {
             "branching.yaml",
             "error-handling.yaml",
             "expressions.yaml",
+            "for-each.yaml",
             "hello.yaml",
             "parallel.yaml"
         ],

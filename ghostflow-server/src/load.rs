@@ -20,12 +20,17 @@ pub(crate) fn load(
     check_secrets: bool,
 ) -> Result<Loaded, LoadError> {
     let registry = ghostflow_nodes::registry();
-    let options = LoadOptions {
+    Loader::with_options(&registry, options(allow_env, check_secrets)).load_path(path)
+}
+
+/// The options documents are loaded with; also given to the engine, so
+/// that sub-flows loaded while a flow runs follow the same rules.
+pub(crate) fn options(allow_env: &[String], check_secrets: bool) -> LoadOptions {
+    LoadOptions {
         env: env_access(allow_env),
         secrets: check_secrets.then(|| Arc::new(EnvSecrets::default()) as _),
         ..LoadOptions::default()
-    };
-    Loader::with_options(&registry, options).load_path(path)
+    }
 }
 
 fn env_access(names: &[String]) -> EnvAccess {

@@ -26,7 +26,12 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
         .map_err(Failure::Load)?
         .flow;
     let inputs = crate::inputs::collect(&flow, args.input_json, &args.inputs)?;
-    let engine = Engine::builder().secrets(EnvSecrets::default()).build();
+    // The registry and load options let sub-flow nodes load their documents.
+    let engine = Engine::builder()
+        .secrets(EnvSecrets::default())
+        .registry(std::sync::Arc::new(ghostflow_nodes::registry()))
+        .resource(crate::load::options(&args.allow_env, true))
+        .build();
     // Missing required inputs and values of the wrong type are refused here,
     // before anything runs.
     let execution = engine

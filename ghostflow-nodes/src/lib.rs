@@ -14,10 +14,18 @@
 pub mod control;
 #[cfg(feature = "data")]
 pub mod data;
+#[cfg(feature = "email")]
+pub mod email;
+#[cfg(feature = "file")]
+pub mod file;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "messaging")]
+pub mod messaging;
 #[cfg(feature = "net")]
 pub mod net;
+#[cfg(feature = "sql")]
+pub mod sql;
 #[cfg(feature = "text")]
 pub mod text;
 
@@ -43,13 +51,21 @@ pub fn register_all(registry: &mut Registry) -> &mut Registry {
             control::Switch::from_config,
         );
     #[cfg(feature = "data")]
-    registry.register::<data::Set>();
+    data::register(registry);
     #[cfg(feature = "text")]
-    registry.register::<text::Template>();
+    text::register(registry);
     #[cfg(feature = "http")]
     registry
         .register::<http::HttpRequest>()
         .register::<http::Graphql>();
+    #[cfg(feature = "file")]
+    file::register(registry);
+    #[cfg(feature = "sql")]
+    sql::register(registry);
+    #[cfg(feature = "messaging")]
+    messaging::register(registry);
+    #[cfg(feature = "email")]
+    email::register(registry);
     registry
 }
 

@@ -1,6 +1,12 @@
 //! Data nodes: build and reshape JSON values.
 
+use ghostflow::Registry;
 use ghostflow::prelude::*;
+
+/// Registers the data nodes.
+pub(crate) fn register(registry: &mut Registry) {
+    registry.register::<Set>();
+}
 
 /// An object to extend; absent to start from an empty one.
 #[derive(Ports, Debug)]

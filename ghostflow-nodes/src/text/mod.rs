@@ -1,7 +1,13 @@
 //! Text nodes: render templates.
 
+use ghostflow::Registry;
 use ghostflow::expr::TextTemplate;
 use ghostflow::prelude::*;
+
+/// Registers the text nodes.
+pub(crate) fn register(registry: &mut Registry) {
+    registry.register::<Template>();
+}
 use serde::Deserializer;
 
 /// What a template can read.

@@ -1,4 +1,5 @@
 #![cfg(feature = "file")]
+#![cfg(unix)]
 //! The file nodes against real files: each test makes its own temporary
 //! directory holding the file root (`root/`) and, beside it, a directory
 //! the flows must never reach (`outside/`).
@@ -751,6 +752,91 @@ async fn failed_writes_leave_the_old_file_and_no_temporary_file() {
         assert!(!retryable);
         assert_eq!(s.get("a.txt"), "old");
         assert_eq!(s.tree(), before, "{config}");
+    }
+}
+
+#[tokio::test]
+async fn fifos_and_other_special_files_are_refused_without_blocking() {
+    let s = Sandbox::new();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        s.root().join("pipe"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_bits_truncate(0o644),
+        0,
+    )
+    .unwrap();
+    let e = s.engine();
+    // Opening a FIFO for reading would wait for a writer: it must not.
+    let (message, retryable) = failure(&e, &read_flow(json!({"path": "pipe"})), json!({})).await;
+    assert_eq!(message, "`pipe` is not a regular file (it is a FIFO)");
+    assert!(!retryable);
+    for if_exists in ["overwrite", "append"] {
+        let (message, _) = failure(
+            &e,
+            &write_flow(json!({"path": "pipe", "if_exists": if_exists})),
+            json!({"content": "x"}),
+        )
+        .await;
+        assert_eq!(message, "`pipe` is not a regular file (it is a FIFO)");
+    }
+    let out = outputs(&e, &list_flow(json!({"pattern": "*"})), json!({})).await;
+    assert_eq!(out["entries"][0]["kind"], json!("other"));
+    assert_eq!(
+        s.tree(),
+        ["outside", "outside/secret.txt", "root", "root/pipe"]
+    );
+}
+
+#[tokio::test]
+async fn a_write_abandoned_by_a_timeout_leaves_one_whole_version() {
+    let s = Sandbox::new();
+    s.put("big.txt", "old");
+    let e = s.engine();
+    let flow = load(
+        r#"
+version: 1
+name: slow-write
+inputs:
+  content: {}
+nodes:
+  - id: n
+    type: file_write
+    config: { path: big.txt }
+    timeout: 1ms
+edges:
+  - { from: input.content, to: n.content }
+outputs:
+  path: n.path
+"#,
+    );
+    let content = "y".repeat(16 << 20);
+    let result = run(&e, &flow, json!({"content": content})).await;
+    // The engine drops the node's future at the timeout; the write, on the
+    // blocking pool, sees it between chunks and gives up, removing its
+    // temporary file (or it had already finished). Wait for it to end.
+    for _ in 0..200 {
+        if s.tree().len() == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        s.tree(),
+        ["outside", "outside/secret.txt", "root", "root/big.txt"]
+    );
+    let text = s.get("big.txt");
+    match result {
+        Err(Error::NodeFailed { error, .. }) => {
+            eprintln!(
+                "the write failed: {}; old kept: {}",
+                error.message(),
+                text == "old"
+            );
+            assert!(text == "old" || text == content);
+        }
+        Ok(_) => assert_eq!(text, content),
+        Err(other) => panic!("{other}"),
     }
 }
 

@@ -719,7 +719,7 @@ impl Drop for TempFile<'_> {
 }
 
 /// The suffix of temporary files, `.<name>.<pid>-<n>.ghostflow-tmp`.
-pub(crate) const TEMP_SUFFIX: &str = ".ghostflow-tmp";
+const TEMP_SUFFIX: &str = ".ghostflow-tmp";
 
 /// Creates a new temporary file beside `name` in `dir`.
 fn create_temp(dir: &OwnedFd, name: &OsStr) -> Result<(OsString, OwnedFd), Errno> {

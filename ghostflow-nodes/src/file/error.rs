@@ -140,7 +140,7 @@ pub enum FileError {
         /// The limit.
         limit: u64,
     },
-    /// A listing deeper than [`MAX_DEPTH`] directories.
+    /// A listing deeper than 64 directories below where it starts.
     #[error("the listing goes deeper than {MAX_DEPTH} directories, at `{path}`")]
     TooDeep {
         /// Where.

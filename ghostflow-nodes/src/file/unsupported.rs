@@ -32,13 +32,15 @@ pub(crate) struct Listing {
 
 /// How far a listing goes.
 #[derive(Debug, Clone, Copy)]
+#[expect(
+    dead_code,
+    reason = "set by the node, read only where listing is supported"
+)]
 pub(crate) struct ListLimits {
     pub(crate) max_depth: Option<usize>,
     pub(crate) max_entries: usize,
     pub(crate) max_scanned: u64,
 }
-
-pub(crate) const TEMP_SUFFIX: &str = ".ghostflow-tmp";
 
 pub(crate) fn read(_: &FileRoot, _: &str, _: u64) -> Result<(String, Vec<u8>), FileError> {
     Err(FileError::Unsupported)

@@ -1,4 +1,4 @@
-//! Digests: [`Hash`] (MD5, SHA-1, SHA-256, SHA-512) and [`Hmac`] (signing
+//! Digests: [`Hash`](struct@Hash) (MD5, SHA-1, SHA-256, SHA-512) and [`Hmac`] (signing
 //! and verifying with a key from the engine's secrets).
 
 use base64::Engine as _;

@@ -1,6 +1,6 @@
 //! Text nodes: templates ([`Template`]), regular expressions
 //! ([`RegexMatch`], [`RegexExtract`], [`RegexReplace`]), digests
-//! ([`Hash`]), keyed signatures ([`Hmac`]) and base64 ([`Base64`]).
+//! ([`Hash`](struct@Hash)), keyed signatures ([`Hmac`]) and base64 ([`Base64`]).
 //!
 //! - **Text is UTF-8; bytes are base64.** Ports carry strings. Where a node
 //!   works on bytes (a digest of a file, a signature of a raw body), it

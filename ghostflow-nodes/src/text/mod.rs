@@ -1,14 +1,59 @@
-//! Text nodes: render templates.
+//! Text nodes: templates ([`Template`]), regular expressions
+//! ([`RegexMatch`], [`RegexExtract`], [`RegexReplace`]), digests
+//! ([`Hash`](struct@Hash)), keyed signatures ([`Hmac`]) and base64 ([`Base64`]).
+//!
+//! - **Text is UTF-8; bytes are base64.** Ports carry strings. Where a node
+//!   works on bytes (a digest of a file, a signature of a raw body), it
+//!   reads them as base64 when told so (`input: base64`), the form in which
+//!   `file_read` (`format: bytes`) and `http_request` (`response: bytes`)
+//!   give them.
+//! - **Patterns are checked when the flow loads.** A regular expression
+//!   that does not compile fails the document at `config.pattern` with the
+//!   `regex` crate's message. Matching takes time linear in the text (the
+//!   crate has no backtracking, hence no look-around or back-references),
+//!   so a pattern cannot make a flow hang; compiled patterns are limited to
+//!   [`MAX_COMPILED_PATTERN_BYTES`], and outputs are bounded
+//!   (`max_matches`, `max_bytes`).
+//! - **Errors say what and where.** A bad input names its port
+//!   (`input `text`: ...`), a setting that only turns out wrong when the
+//!   pattern is compiled with its flags names its field
+//!   (`config.group: ...`); all of these are permanent: retrying cannot
+//!   fix them.
+//! - **Secrets.** The `hmac` key is a secret named in the config
+//!   (`key_secret: WEBHOOK_SECRET`), read when the node runs; it never
+//!   appears in the config, an output, an event or an error. Verification
+//!   compares signatures in constant time.
+
+mod digest;
+mod encoding;
+mod regex;
 
 use ghostflow::Registry;
 use ghostflow::expr::TextTemplate;
 use ghostflow::prelude::*;
+use serde::Deserializer;
+
+pub use self::digest::{
+    DataFormat, DigestEncoding, Hash, HashAlgorithm, HashInput, HashOutput, Hmac, HmacAlgorithm,
+    HmacInput, HmacMode, HmacOutput, KeyFormat, OnMismatch,
+};
+pub use self::encoding::{Alphabet, Base64, Base64Mode, Base64Output, Base64Text};
+pub use self::regex::{
+    GroupRef, MAX_COMPILED_PATTERN_BYTES, RegexExtract, RegexExtractOutput, RegexMatch,
+    RegexMatchOutput, RegexReplace, RegexReplaceOutput, RegexText, TextMatch,
+};
 
 /// Registers the text nodes.
 pub(crate) fn register(registry: &mut Registry) {
-    registry.register::<Template>();
+    registry
+        .register::<Template>()
+        .register::<RegexMatch>()
+        .register::<RegexExtract>()
+        .register::<RegexReplace>()
+        .register::<Hash>()
+        .register::<Hmac>()
+        .register::<Base64>();
 }
-use serde::Deserializer;
 
 /// What a template can read.
 #[derive(Ports, Debug)]

@@ -1,3 +1,4 @@
+#![cfg(all(feature = "control", feature = "data", feature = "text"))]
 //! Control-flow nodes as users write them: documents loaded with the node
 //! library and run by the engine.
 

@@ -1,3 +1,4 @@
+#![cfg(all(feature = "control", feature = "data", feature = "text"))]
 //! Every document in `examples/flows/` loads with the node library and runs
 //! with its defaults to the outputs it promises; the broken one is refused
 //! with every mistake located.

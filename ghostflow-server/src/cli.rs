@@ -92,6 +92,15 @@ pub(crate) struct RunArgs {
     /// Shows no progress; errors are still printed.
     #[arg(long, short = 'q')]
     pub(crate) quiet: bool,
+
+    /// The directory the file nodes may read and write (default: the
+    /// current directory); nothing outside it is reachable.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) file_root: Option<PathBuf>,
+
+    /// Lets the file nodes read and list, but not write.
+    #[arg(long)]
+    pub(crate) read_only_files: bool,
 }
 
 /// `ghostflow validate`.

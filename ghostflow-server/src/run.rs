@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use ghostflow::{Engine, EnvSecrets, Error, EventKind, Inputs, RunId};
+use ghostflow_nodes::file::FileRoot;
 use serde_json::{Map, Value, json};
 
 use crate::cli::RunArgs;
@@ -14,6 +15,31 @@ use crate::progress::Progress;
 
 /// How often the live view redraws its timers.
 const TICK: Duration = Duration::from_millis(100);
+
+/// The directory the file nodes may touch: `--file-root`, or the current
+/// directory.
+fn file_root(args: &RunArgs) -> Result<FileRoot, Failure> {
+    let dir = match &args.file_root {
+        Some(dir) if !dir.is_dir() => {
+            return Err(Failure::Usage(format!(
+                "--file-root {}: not a directory",
+                dir.display()
+            )));
+        }
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir().map_err(|e| {
+            Failure::Usage(format!(
+                "the current directory cannot be read ({e}); give --file-root DIR"
+            ))
+        })?,
+    };
+    let root = FileRoot::new(dir);
+    Ok(if args.read_only_files {
+        root.read_only()
+    } else {
+        root
+    })
+}
 
 /// Runs the flow of `args`.
 ///
@@ -25,12 +51,14 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
     let flow = crate::load::load(&args.flow, &args.allow_env, true)
         .map_err(Failure::Load)?
         .flow;
+    let file_root = file_root(&args)?;
     let inputs = crate::inputs::collect(&flow, args.input_json, &args.inputs)?;
     // The registry and load options let sub-flow nodes load their documents.
     let engine = Engine::builder()
         .secrets(EnvSecrets::default())
         .registry(std::sync::Arc::new(ghostflow_nodes::registry()))
         .resource(crate::load::options(&args.allow_env, true))
+        .resource(file_root)
         .build();
     // Missing required inputs and values of the wrong type are refused here,
     // before anything runs.

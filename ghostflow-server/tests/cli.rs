@@ -595,3 +595,66 @@ outputs:
         assert_eq!(stdout_json(&out), json!({"value": {"place": "here"}}));
     }
 }
+
+#[test]
+fn file_nodes_work_under_the_current_directory_or_the_file_root_only() {
+    let dir = TempDir::new("files");
+    let flow = dir.file(
+        "files.yaml",
+        r#"
+version: 1
+name: files
+inputs:
+  path: { schema: { type: string }, default: out/note.txt }
+nodes:
+  - id: write
+    type: file_write
+    config: { create_dirs: true }
+  - id: read
+    type: file_read
+edges:
+  - { from: input.path, to: write.path }
+  - { from: input.path, to: write.content }
+  - { from: write.path, to: read.path }
+outputs:
+  text: read.content
+"#,
+    );
+    // The current directory is the root by default.
+    let out = command(&["run", path(&flow), "--quiet"])
+        .current_dir(&dir.0)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out), json!({"text": "out/note.txt"}));
+    assert_eq!(
+        std::fs::read_to_string(dir.0.join("out/note.txt")).unwrap(),
+        "out/note.txt"
+    );
+
+    // --file-root moves it; a path climbing out of it is refused.
+    let root = dir.0.join("root");
+    std::fs::create_dir(&root).unwrap();
+    let escape = ["run", path(&flow), "--quiet", "--file-root", path(&root)];
+    let out = command(&[&escape[..], &["--input", "path=../outside.txt"]].concat())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("node `write` failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.0.join("outside.txt").exists());
+
+    // Read-only refuses the write; a missing root is a usage error.
+    let out = command(&[&escape[..], &["--read-only-files"]].concat())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!root.join("out").exists());
+    let missing = dir.0.join("missing");
+    let out = ghostflow(&["run", path(&flow), "--file-root", path(&missing)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not a directory"), "{}", stderr(&out));
+}

@@ -317,6 +317,9 @@ pub struct SqlParams {
     /// The parameters, in placeholder order, instead of the config's
     /// `params`.
     pub params: Option<Vec<Value>>,
+    /// Any value: connect an output here to run this node after that
+    /// node (the value itself is not used).
+    pub after: Option<Value>,
 }
 
 /// The rows of an [`SqlQuery`].
@@ -651,6 +654,9 @@ pub struct SqlExecuteInput {
     /// each element a list of parameters, or an object read through
     /// `batch_fields`.
     pub batch: Option<Vec<Value>>,
+    /// Any value: connect an output here to run this node after that
+    /// node (the value itself is not used).
+    pub after: Option<Value>,
 }
 
 /// What an [`SqlExecute`] changed.

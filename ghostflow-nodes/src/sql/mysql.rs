@@ -36,8 +36,11 @@ fn decode<'r, T: Decode<'r, MySql>>(raw: MySqlValueRef<'r>) -> Result<T, String>
     T::decode(raw).map_err(|e| e.to_string())
 }
 
-/// The JSON of column `index` of `row`.
-pub(crate) fn value(row: &MySqlRow, index: usize) -> Result<Value, String> {
+/// The JSON of column `index` of `row`. The server gives text with a
+/// binary collation (`utf8mb4_bin`, MariaDB's JSON and UUID types) the same
+/// binary flag as binary data, and the driver does not pass on the
+/// character set: such columns read as base64 unless `text` asks for text.
+pub(crate) fn value(row: &MySqlRow, index: usize, text: bool) -> Result<Value, String> {
     let raw = row.try_get_raw(index).map_err(|e| e.to_string())?;
     if raw.is_null() {
         return Ok(Value::Null);
@@ -63,7 +66,16 @@ pub(crate) fn value(row: &MySqlRow, index: usize) -> Result<Value, String> {
             Value::String(decode::<String>(raw)?)
         }
         "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => {
-            Value::String(base64_text(decode::<&[u8]>(raw)?))
+            let bytes = decode::<&[u8]>(raw)?;
+            if text {
+                Value::String(
+                    std::str::from_utf8(bytes)
+                        .map_err(|_| "the value is not UTF-8 text".to_owned())?
+                        .to_owned(),
+                )
+            } else {
+                Value::String(base64_text(bytes))
+            }
         }
         "JSON" => serde_json::from_str(decode::<&str>(raw)?).map_err(|e| format!("invalid JSON: {e}"))?,
         "DATE" => Value::String(match decode::<NaiveDate>(raw) {
@@ -105,15 +117,21 @@ fn zero_date(row: &MySqlRow, index: usize) -> bool {
 /// `HH:MM:SS[.ffffff]`, with a sign and more than 24 hours when the value
 /// is a duration (`-838:59:59`).
 fn time_text(time: &MySqlTime) -> String {
-    let sign = if time.is_negative() { "-" } else { "" };
+    // (`MySqlTime::is_negative` of sqlx 0.8.6 answers the opposite; the
+    // sign itself is right.)
+    let sign = if time.sign().is_negative() { "-" } else { "" };
     let mut out = format!(
         "{sign}{:02}:{:02}:{:02}",
         time.hours(),
         time.minutes(),
         time.seconds()
     );
-    if time.microseconds() != 0 {
-        out.push_str(&format!(".{:06}", time.microseconds()));
+    // Fractional seconds as the other databases' times: three digits when
+    // they are whole milliseconds, six otherwise.
+    match time.microseconds() {
+        0 => {}
+        us if us % 1000 == 0 => out.push_str(&format!(".{:03}", us / 1000)),
+        us => out.push_str(&format!(".{us:06}")),
     }
     out
 }

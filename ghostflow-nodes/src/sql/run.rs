@@ -58,8 +58,10 @@ pub(crate) trait Dialect: Database {
         params: &[Value],
     ) -> Result<Self::Arguments<'a>, String>;
 
-    /// The JSON of column `index` of `row`.
-    fn value(row: &Self::Row, index: usize) -> Result<Value, String>;
+    /// The JSON of column `index` of `row`; `text` when the caller reads
+    /// it as text (a JSON column), for MySQL columns that the server
+    /// reports as binary although they hold text.
+    fn value(row: &Self::Row, index: usize, text: bool) -> Result<Value, String>;
 
     /// How many rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;
@@ -93,7 +95,7 @@ impl Dialect for Postgres {
         Ok(args)
     }
 
-    fn value(row: &Self::Row, index: usize) -> Result<Value, String> {
+    fn value(row: &Self::Row, index: usize, _: bool) -> Result<Value, String> {
         let raw = row.try_get_raw(index).map_err(|e| e.to_string())?;
         pg::value(&raw)
     }
@@ -119,8 +121,8 @@ impl Dialect for MySql {
         mysql::arguments(params)
     }
 
-    fn value(row: &Self::Row, index: usize) -> Result<Value, String> {
-        mysql::value(row, index)
+    fn value(row: &Self::Row, index: usize, text: bool) -> Result<Value, String> {
+        mysql::value(row, index, text)
     }
 
     fn rows_affected(result: &Self::QueryResult) -> u64 {
@@ -147,7 +149,7 @@ impl Dialect for Sqlite {
         sqlite::arguments(params)
     }
 
-    fn value(row: &Self::Row, index: usize) -> Result<Value, String> {
+    fn value(row: &Self::Row, index: usize, _: bool) -> Result<Value, String> {
         sqlite::value(row, index)
     }
 
@@ -297,14 +299,15 @@ where
 {
     let mut object = Map::with_capacity(columns.len());
     for (i, name) in columns.iter().enumerate() {
-        let mut value = DB::value(row, i).map_err(|e| {
+        let json = json_columns.contains(name);
+        let mut value = DB::value(row, i, json).map_err(|e| {
             let ty = row
                 .try_column(i)
                 .map(|c| c.type_info().name().to_owned())
                 .unwrap_or_default();
             Failure::permanent(format!("{place}: column `{name}` ({ty}): {e}"))
         })?;
-        if json_columns.contains(name)
+        if json
             && let Value::String(text) = &value
         {
             value = serde_json::from_str(text).map_err(|e| {

@@ -1,10 +1,10 @@
-#![cfg(feature = "sql")]
 //! The SQL nodes against the real databases of this machine: PostgreSQL
 //! (`GHOSTFLOW_TEST_POSTGRES_URL`, default `postgres://root@127.0.0.1:5432/test`),
 //! MariaDB (`GHOSTFLOW_TEST_MYSQL_URL`, default `mysql://root@127.0.0.1:3306/test`)
 //! and SQLite files in temporary directories. Each test works in its own
 //! PostgreSQL schema or MariaDB database, named after the process and a
 //! counter, and drops it when it ends, also when it fails.
+#![cfg(feature = "sql")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -107,11 +107,10 @@ struct Db {
 fn engine_for(url: &str) -> Engine {
     Engine::builder()
         .registry(Arc::new(ghostflow_nodes::registry()))
-        .secrets(
-            MapSecrets::new()
-                .with("DB_URL", url)
-                .with("DOWN_URL", "postgres://root:hunter2-secret@127.0.0.1:9/test"),
-        )
+        .secrets(MapSecrets::new().with("DB_URL", url).with(
+            "DOWN_URL",
+            "postgres://root:hunter2-secret@127.0.0.1:9/test",
+        ))
         .build()
 }
 
@@ -197,21 +196,33 @@ impl Db {
 
     async fn execute(&self, query: impl Into<Value>, params: Value) -> Map<String, Value> {
         let query = query.into();
-        self.call("sql_execute", json!({"query": query, "params": params}), json!({}))
-            .await
-            .unwrap_or_else(|e| panic!("{query}: {e}"))
+        self.call(
+            "sql_execute",
+            json!({"query": query, "params": params}),
+            json!({}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
     }
 
     async fn rows(&self, query: &str, params: Value) -> Value {
-        self.call("sql_query", json!({"query": query, "params": params}), json!({}))
-            .await
-            .unwrap_or_else(|e| panic!("{query}: {e}"))["rows"]
+        self.call(
+            "sql_query",
+            json!({"query": query, "params": params}),
+            json!({}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"))["rows"]
             .clone()
     }
 
     async fn query_err(&self, query: &str, params: Value) -> NodeError {
         match self
-            .call("sql_query", json!({"query": query, "params": params}), json!({}))
+            .call(
+                "sql_query",
+                json!({"query": query, "params": params}),
+                json!({}),
+            )
             .await
         {
             Err(e) => e,
@@ -374,7 +385,10 @@ async fn transactions_are_all_or_nothing(db: &Db) {
         json!([]),
     )
     .await;
-    let insert = format!("INSERT INTO accounts (id, owner, balance) VALUES ({})", db.ps(3));
+    let insert = format!(
+        "INSERT INTO accounts (id, owner, balance) VALUES ({})",
+        db.ps(3)
+    );
     let done = db
         .call(
             "sql_execute",
@@ -428,7 +442,10 @@ async fn transactions_are_all_or_nothing(db: &Db) {
         .unwrap();
     assert_eq!(done["rows_affected"], json!(2));
     let balances = db
-        .rows("SELECT balance FROM accounts WHERE id < 3 ORDER BY id", json!([]))
+        .rows(
+            "SELECT balance FROM accounts WHERE id < 3 ORDER BY id",
+            json!([]),
+        )
         .await;
     assert_eq!(balances, json!([{"balance": 130}, {"balance": 20}]));
 
@@ -442,7 +459,10 @@ async fn transactions_are_all_or_nothing(db: &Db) {
     assert_starts(&err, "batch element 2: ");
     assert_has(&err, "nothing was written");
     let rows = db
-        .rows("SELECT count(*) AS n FROM accounts WHERE id >= 10", json!([]))
+        .rows(
+            "SELECT count(*) AS n FROM accounts WHERE id >= 10",
+            json!([]),
+        )
         .await;
     assert_eq!(rows, json!([{"n": 0}]));
 
@@ -455,7 +475,10 @@ async fn transactions_are_all_or_nothing(db: &Db) {
         "params: 1 list(s) of parameters for 2 statements; give one list per statement (`[]` for none)"
     );
     let err = db
-        .execute_err(json!({"query": insert, "batch_fields": ["id", "owner", "balance"]}), json!({"batch": [{"id": 1}]}))
+        .execute_err(
+            json!({"query": insert, "batch_fields": ["id", "owner", "balance"]}),
+            json!({"batch": [{"id": 1}]}),
+        )
         .await;
     assert_eq!(
         err.message(),
@@ -470,7 +493,11 @@ async fn transactions_are_all_or_nothing(db: &Db) {
     );
     // An empty batch does nothing.
     let done = db
-        .call("sql_execute", json!({"query": insert}), json!({"batch": []}))
+        .call(
+            "sql_execute",
+            json!({"query": insert}),
+            json!({"batch": []}),
+        )
         .await
         .unwrap();
     assert_eq!(done["rows_affected"], json!(0));
@@ -479,7 +506,8 @@ async fn transactions_are_all_or_nothing(db: &Db) {
 
 /// `max_rows` fails or truncates, never reads on silently.
 async fn max_rows_fails_or_truncates(db: &Db) {
-    db.execute("CREATE TABLE numbers (n INTEGER)", json!([])).await;
+    db.execute("CREATE TABLE numbers (n INTEGER)", json!([]))
+        .await;
     db.call(
         "sql_execute",
         json!({"query": format!("INSERT INTO numbers (n) VALUES ({})", db.p(1))}),
@@ -489,7 +517,11 @@ async fn max_rows_fails_or_truncates(db: &Db) {
     .unwrap();
     let query = "SELECT n FROM numbers ORDER BY n";
     let err = db
-        .call("sql_query", json!({"query": query, "max_rows": 10}), json!({}))
+        .call(
+            "sql_query",
+            json!({"query": query, "max_rows": 10}),
+            json!({}),
+        )
         .await
         .unwrap_err();
     assert_eq!(
@@ -512,14 +544,19 @@ async fn max_rows_fails_or_truncates(db: &Db) {
     );
     // Exactly at the limit is not truncated.
     let out = db
-        .call("sql_query", json!({"query": query, "max_rows": 25}), json!({}))
+        .call(
+            "sql_query",
+            json!({"query": query, "max_rows": 25}),
+            json!({}),
+        )
         .await
         .unwrap();
     assert_eq!(out["truncated"], json!(false));
     assert_eq!(out["rows"].as_array().unwrap().len(), 25);
     // The connection is fine after a result was left unread.
     assert_eq!(
-        db.rows("SELECT count(*) AS c FROM numbers", json!([])).await,
+        db.rows("SELECT count(*) AS c FROM numbers", json!([]))
+            .await,
         json!([{"c": 25}])
     );
     // No rows: the columns are still known.
@@ -555,7 +592,14 @@ async fn failures_are_permanent_with_the_database_code(db: &Db, syntax: &str, un
     assert!(!err.is_retryable());
 
     let err = db
-        .query_err(&format!("SELECT k FROM pkeys WHERE k = {} OR k = {}", db.p(1), db.p(2)), json!([1]))
+        .query_err(
+            &format!(
+                "SELECT k FROM pkeys WHERE k = {} OR k = {}",
+                db.p(1),
+                db.p(2)
+            ),
+            json!([1]),
+        )
         .await;
     assert_eq!(
         err.message(),
@@ -577,8 +621,11 @@ async fn failures_are_permanent_with_the_database_code(db: &Db, syntax: &str, un
 
 /// sql_query_one: a row, no row, or too many.
 async fn query_one_finds_one_row(db: &Db) {
-    db.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, name VARCHAR(40))", json!([]))
-        .await;
+    db.execute(
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, name VARCHAR(40))",
+        json!([]),
+    )
+    .await;
     db.execute(
         "INSERT INTO people (id, name) VALUES (1, 'ada'), (2, 'grace')",
         json!([]),
@@ -586,13 +633,21 @@ async fn query_one_finds_one_row(db: &Db) {
     .await;
     let by_id = format!("SELECT id, name FROM people WHERE id = {}", db.p(1));
     let out = db
-        .call("sql_query_one", json!({"query": by_id, "params": [2]}), json!({}))
+        .call(
+            "sql_query_one",
+            json!({"query": by_id, "params": [2]}),
+            json!({}),
+        )
         .await
         .unwrap();
     assert_eq!(out["row"], json!({"id": 2, "name": "grace"}));
     assert_eq!(out["found"], json!(true));
     let out = db
-        .call("sql_query_one", json!({"query": by_id, "params": [9]}), json!({}))
+        .call(
+            "sql_query_one",
+            json!({"query": by_id, "params": [9]}),
+            json!({}),
+        )
         .await
         .unwrap();
     assert_eq!(out["row"], json!(null));
@@ -610,7 +665,11 @@ async fn query_one_finds_one_row(db: &Db) {
         "config.query: the query returned no row (config.required)"
     );
     let err = db
-        .call("sql_query_one", json!({"query": "SELECT id FROM people"}), json!({}))
+        .call(
+            "sql_query_one",
+            json!({"query": "SELECT id FROM people"}),
+            json!({}),
+        )
         .await
         .unwrap_err();
     assert_eq!(
@@ -756,18 +815,32 @@ async fn postgres_types_round_trip_as_json() {
     // Every placeholder binds as the type PostgreSQL infers for it; the
     // interval, which has no JSON form, is bound from text with a cast.
     let placeholders: Vec<String> = (1..=23)
-        .map(|n| if n == 18 { "$18::text::interval".to_owned() } else { format!("${n}") })
+        .map(|n| {
+            if n == 18 {
+                "$18::text::interval".to_owned()
+            } else {
+                format!("${n}")
+            }
+        })
         .collect();
     let done = db
         .execute(
-            format!("INSERT INTO everything VALUES ({})", placeholders.join(", ")).as_str(),
+            format!(
+                "INSERT INTO everything VALUES ({})",
+                placeholders.join(", ")
+            )
+            .as_str(),
             values,
         )
         .await;
     assert_eq!(done["rows_affected"], json!(1));
     assert_eq!(done["last_insert_id"], json!(null));
     let out = db
-        .call("sql_query", json!({"query": "SELECT * FROM everything"}), json!({}))
+        .call(
+            "sql_query",
+            json!({"query": "SELECT * FROM everything"}),
+            json!({}),
+        )
         .await
         .unwrap();
     let expected = json!({
@@ -828,12 +901,17 @@ async fn postgres_types_round_trip_as_json() {
         json!([{"id": 1}])
     );
     assert_eq!(
-        db.rows("SELECT $1::numeric * 2 AS twice", json!(["0.1000000000000000000001"]))
-            .await,
+        db.rows(
+            "SELECT $1::numeric * 2 AS twice",
+            json!(["0.1000000000000000000001"])
+        )
+        .await,
         json!([{"twice": "0.2000000000000000000002"}])
     );
     // What cannot be bound says so, and how to do it instead.
-    let err = db.query_err("SELECT $1::date AS d", json!(["29/02/2024"])).await;
+    let err = db
+        .query_err("SELECT $1::date AS d", json!(["29/02/2024"]))
+        .await;
     assert_eq!(
         err.message(),
         "config.query: params[0] ($1): `29/02/2024` is not a date (YYYY-MM-DD)"
@@ -844,13 +922,17 @@ async fn postgres_types_round_trip_as_json() {
         err.message(),
         "config.query: params[0] ($1): expected an integer from -32768 to 32767 for `INT2`, got the number 40000"
     );
-    let err = db.query_err("SELECT $1::interval AS i", json!(["1 day"])).await;
+    let err = db
+        .query_err("SELECT $1::interval AS i", json!(["1 day"]))
+        .await;
     assert_eq!(
         err.message(),
         "config.query: params[0] ($1): the type `INTERVAL` cannot be bound from JSON; bind text and cast it in the SQL (`$n::text::interval`)"
     );
     // A column type with no JSON form names the column.
-    let err = db.query_err("SELECT 1 AS one, point(1, 2) AS pt", json!([])).await;
+    let err = db
+        .query_err("SELECT 1 AS one, point(1, 2) AS pt", json!([]))
+        .await;
     assert_eq!(
         err.message(),
         "config.query: column `pt` (POINT): the type `POINT` has no JSON form here; cast the column to text in the SQL (`column::text`)"
@@ -858,7 +940,10 @@ async fn postgres_types_round_trip_as_json() {
     assert!(!err.is_retryable());
     // The injection attempt is text in a row.
     let rows = db
-        .rows("SELECT count(*) AS n FROM everything WHERE t = $1", json!([BOBBY]))
+        .rows(
+            "SELECT count(*) AS n FROM everything WHERE t = $1",
+            json!([BOBBY]),
+        )
         .await;
     assert_eq!(rows, json!([{"n": 1}]));
 }
@@ -945,7 +1030,12 @@ async fn postgres_cancelled_transaction_leaves_nothing_behind() {
         "query": ["INSERT INTO items VALUES (1)", format!("UPDATE {table} SET id = id WHERE id = 1")]
     });
     // The node's timeout drops it while it waits for the lock.
-    let flow = load(&one_node_yaml("sql_execute", &config, &[], "    timeout: 300ms\n"));
+    let flow = load(&one_node_yaml(
+        "sql_execute",
+        &config,
+        &[],
+        "    timeout: 300ms\n",
+    ));
     let err = outcome(db.engine.run(&flow, Inputs::new()).await).unwrap_err();
     assert_eq!(err.message(), "timed out after 300ms");
     holder.execute("ROLLBACK").await.unwrap();
@@ -1069,7 +1159,9 @@ async fn mariadb_types_round_trip_as_json() {
         }])
     );
     // Without `json_columns`, MariaDB's JSON is the bytes it stores.
-    let rows = db.rows("SELECT j, CAST(j AS CHAR) AS jt FROM everything", json!([])).await;
+    let rows = db
+        .rows("SELECT j, CAST(j AS CHAR) AS jt FROM everything", json!([]))
+        .await;
     assert_eq!(
         rows,
         json!([{"j": BASE64.encode(r#"{"a":[1,2]}"#), "jt": r#"{"a":[1,2]}"#}])
@@ -1104,7 +1196,10 @@ async fn mariadb_types_round_trip_as_json() {
     );
     // A column type with no JSON form names the column.
     let err = db.query_err("SELECT POINT(1, 2) AS pt", json!([])).await;
-    assert_starts(&err, "config.query: column `pt` (GEOMETRY): the type `GEOMETRY` has no JSON form here");
+    assert_starts(
+        &err,
+        "config.query: column `pt` (GEOMETRY): the type `GEOMETRY` has no JSON form here",
+    );
 }
 
 #[tokio::test]
@@ -1235,9 +1330,15 @@ async fn sqlite_types_round_trip_as_json() {
         }])
     );
     let rows = db
-        .rows("SELECT 1e999 AS inf, -1e999 AS ninf, json_extract($1, '$.k') AS k", json!([{"k": "v"}]))
+        .rows(
+            "SELECT 1e999 AS inf, -1e999 AS ninf, json_extract($1, '$.k') AS k",
+            json!([{"k": "v"}]),
+        )
         .await;
-    assert_eq!(rows, json!([{"inf": "Infinity", "ninf": "-Infinity", "k": "v"}]));
+    assert_eq!(
+        rows,
+        json!([{"inf": "Infinity", "ninf": "-Infinity", "k": "v"}])
+    );
     let err = db
         .query_err("SELECT $1 AS big", json!([18446744073709551615_u64]))
         .await;
@@ -1246,9 +1347,7 @@ async fn sqlite_types_round_trip_as_json() {
         "config.query: params[0]: 18446744073709551615 is larger than SQLite's largest integer (9223372036854775807); pass it as a string"
     );
     // An UPDATE has no insert id, even on a connection that inserted.
-    let done = db
-        .execute("UPDATE everything SET i = 1", json!([]))
-        .await;
+    let done = db.execute("UPDATE everything SET i = 1", json!([])).await;
     assert_eq!(done["last_insert_id"], json!(null));
 }
 
@@ -1269,7 +1368,10 @@ async fn sqlite_statement_timeout_interrupts() {
     assert_eq!(err.message(), "config.query: interrupted (SQLite error 9)");
     assert!(err.is_retryable());
     // The next statement on the same pool is not interrupted.
-    assert_eq!(db.rows("SELECT 2 AS two", json!([])).await, json!([{"two": 2}]));
+    assert_eq!(
+        db.rows("SELECT 2 AS two", json!([])).await,
+        json!([{"two": 2}])
+    );
 }
 
 #[tokio::test]
@@ -1408,16 +1510,24 @@ fn bad_configs_fail_when_the_flow_loads_at_their_paths() {
             "version: 1\nname: bad\nnodes:\n  - id: db\n    type: {node_type}\n    config: {config}\n"
         );
         let err = load_err(&yaml);
-        assert!(err.contains(expected), "{config}: `{err}` lacks `{expected}`");
+        assert!(
+            err.contains(expected),
+            "{config}: `{err}` lacks `{expected}`"
+        );
     }
 }
 
 #[tokio::test]
 async fn the_connection_comes_from_url_or_url_secret() {
     let engine = engine_for("sqlite::memory:");
-    let err = run_one(&engine, "sql_query", &json!({"query": "SELECT 1 AS one"}), json!({}))
-        .await
-        .unwrap_err();
+    let err = run_one(
+        &engine,
+        "sql_query",
+        &json!({"query": "SELECT 1 AS one"}),
+        json!({}),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         err.message(),
         "config: missing the connection: give `url` or `url_secret` (the name of a secret holding the URL)"
@@ -1431,7 +1541,10 @@ async fn the_connection_comes_from_url_or_url_secret() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.message(), "config: give either `url` or `url_secret`, not both");
+    assert_eq!(
+        err.message(),
+        "config: give either `url` or `url_secret`, not both"
+    );
     let err = run_one(
         &engine,
         "sql_query",
@@ -1558,8 +1671,11 @@ async fn typed_flows_run_and_read_back_as_documents() {
 #[tokio::test]
 async fn for_each_inserts_one_row_per_item() {
     let db = Db::postgres().await;
-    db.execute("CREATE TABLE tags (name text PRIMARY KEY, n integer)", json!([]))
-        .await;
+    db.execute(
+        "CREATE TABLE tags (name text PRIMARY KEY, n integer)",
+        json!([]),
+    )
+    .await;
     let yaml = r#"
 version: 1
 name: tags
@@ -1602,9 +1718,13 @@ outputs:
         )
         .await
         .unwrap();
-    assert_eq!(outcome.output::<Value>("results").unwrap(), json!([1, 1, 1]));
     assert_eq!(
-        db.rows("SELECT name, n FROM tags ORDER BY n", json!([])).await,
+        outcome.output::<Value>("results").unwrap(),
+        json!([1, 1, 1])
+    );
+    assert_eq!(
+        db.rows("SELECT name, n FROM tags ORDER BY n", json!([]))
+            .await,
         json!([{"name": "a", "n": 1}, {"name": BOBBY, "n": 2}, {"name": "c", "n": 3}])
     );
 }

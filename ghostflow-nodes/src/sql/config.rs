@@ -96,7 +96,8 @@ impl Target {
         } else {
             "config.url"
         };
-        let backend = Backend::of(&url).map_err(|e| NodeError::permanent(format!("{place}: {e}")))?;
+        let backend =
+            Backend::of(&url).map_err(|e| NodeError::permanent(format!("{place}: {e}")))?;
         Ok(Target::new(url, backend))
     }
 
@@ -152,7 +153,11 @@ fn urlencoding_decode(text: &str) -> Result<String, std::string::FromUtf8Error> 
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(high), Some(low)) => {
                 out.push((high * 16 + low) as u8);
                 i += 3;
@@ -248,9 +253,20 @@ mod tests {
         assert_eq!(Backend::of("MySQL://h/db"), Ok(Backend::MySql));
         assert_eq!(Backend::of("mariadb://h/db"), Ok(Backend::MySql));
         assert_eq!(Backend::of("sqlite::memory:"), Ok(Backend::Sqlite));
-        assert_eq!(Backend::of("sqlite://data.db?mode=rwc"), Ok(Backend::Sqlite));
-        assert!(Backend::of("redis://h").unwrap_err().contains("`redis` is not supported"));
-        assert!(Backend::of("just text").unwrap_err().starts_with("not a connection URL"));
+        assert_eq!(
+            Backend::of("sqlite://data.db?mode=rwc"),
+            Ok(Backend::Sqlite)
+        );
+        assert!(
+            Backend::of("redis://h")
+                .unwrap_err()
+                .contains("`redis` is not supported")
+        );
+        assert!(
+            Backend::of("just text")
+                .unwrap_err()
+                .starts_with("not a connection URL")
+        );
     }
 
     #[test]

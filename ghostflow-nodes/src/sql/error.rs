@@ -135,8 +135,12 @@ fn database_retryable(db: &dyn DatabaseError) -> bool {
         // 1040 too many connections, 1053 shutdown, 1205 lock wait timeout,
         // 1213 deadlock, 1927 connection killed, 1969 max_statement_time
         // (MariaDB), 3024 max_execution_time (MySQL), 2006/2013 gone away.
-        return matches!(my.number(), 1040 | 1053 | 1205 | 1213 | 1927 | 1969 | 3024 | 2006 | 2013)
-            || my.code().is_some_and(|state| state.starts_with("08") || state.starts_with("40"));
+        return matches!(
+            my.number(),
+            1040 | 1053 | 1205 | 1213 | 1927 | 1969 | 3024 | 2006 | 2013
+        ) || my
+            .code()
+            .is_some_and(|state| state.starts_with("08") || state.starts_with("40"));
     }
     if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
         // The primary code is the low byte: 5 busy, 6 locked, 9 interrupted

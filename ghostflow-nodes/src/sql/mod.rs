@@ -48,7 +48,9 @@
 //! numbers, digits kept), `bytea` (from base64); JSON values become `json`
 //! and `jsonb`; arrays become PostgreSQL arrays of the element type. A type
 //! with no JSON form (`interval`, ranges, geometric types...) is bound from
-//! text with a cast: `$1::text::interval`.
+//! text with a cast: `$1::text::interval`. MySQL and SQLite convert text to
+//! the column's type themselves; binary data is given as base64 and decoded
+//! in the SQL (`FROM_BASE64(?)` in MySQL and MariaDB).
 //!
 //! # Values read back
 //!
@@ -72,7 +74,12 @@
 //! | `inet`, `cidr`, `macaddr`, `bit` | their usual text |
 //!
 //! MariaDB and SQLite store JSON as text: name such columns in
-//! `json_columns` to read them as nested values. A SQLite value is read by
+//! `json_columns` to read them as nested values. MySQL and MariaDB report
+//! text with a binary collation (`utf8mb4_bin`, and MariaDB's `JSON` and
+//! `UUID` types) with the same binary flag as binary data, and the driver
+//! does not pass on the character set that tells them apart: such columns
+//! read as base64, unless named in `json_columns` or cast in the SQL
+//! (`CAST(u AS CHAR)`). A SQLite value is read by
 //! the storage class it has (dates are whatever text or number was
 //! stored). A column of a type with no JSON form fails the node with its
 //! name and type; cast it to text in the SQL.
@@ -94,6 +101,9 @@
 //!   constraint violations, type errors, bad parameters. Messages carry the
 //!   database's words and its code (`(SQLSTATE 23505)`; for SQLite its
 //!   extended result code).
+//! - Every node has an optional `after` input that takes any value and
+//!   only orders it: connect `create.rows_affected` to `insert.after` to
+//!   insert into a table once it exists.
 //! - A transaction that fails is rolled back before the node fails, so a
 //!   retry starts over. If the execution is cancelled or times out in the
 //!   middle, the transaction is dropped, and the driver rolls it back before
@@ -226,7 +236,9 @@ where
             Err(failure) => {
                 let rolled_back = match tx.rollback().await {
                     Ok(()) => "the transaction was rolled back: nothing was written".to_owned(),
-                    Err(e) => format!("rolling back the transaction failed too ({e}); the database rolls it back as the connection closes"),
+                    Err(e) => format!(
+                        "rolling back the transaction failed too ({e}); the database rolls it back as the connection closes"
+                    ),
                 };
                 return Err(failure.suffix(&rolled_back));
             }
@@ -405,8 +417,9 @@ impl Run for SqlQuery {
             truncate: self.over_max_rows == OverMaxRows::Truncate,
             json_columns: &self.json_columns,
         };
-        let rows = with_pool!(&pool, p => query_on(p, &target, connect.settings, &sql, &rules).await)
-            .map_err(|f| f.into_node_error(&target))?;
+        let rows =
+            with_pool!(&pool, p => query_on(p, &target, connect.settings, &sql, &rules).await)
+                .map_err(|f| f.into_node_error(&target))?;
         Ok(SqlRows {
             rows: rows.rows,
             columns: rows.columns,
@@ -508,8 +521,9 @@ impl Run for SqlQueryOne {
             truncate: true,
             json_columns: &self.json_columns,
         };
-        let mut rows = with_pool!(&pool, p => query_on(p, &target, connect.settings, &sql, &rules).await)
-            .map_err(|f| f.into_node_error(&target))?;
+        let mut rows =
+            with_pool!(&pool, p => query_on(p, &target, connect.settings, &sql, &rules).await)
+                .map_err(|f| f.into_node_error(&target))?;
         if rows.truncated {
             return Err(NodeError::permanent(
                 "config.query: the query returned more than one row; add a LIMIT 1 or use sql_query",
@@ -710,7 +724,7 @@ impl SqlExecute {
 
     /// The parameter lists of the work, one per statement run, and whether
     /// it runs in a transaction.
-    fn plan(&self, input: SqlExecuteInput) -> Result<(Vec<(String, Vec<Value>)>, bool), NodeError> {
+    fn plan(&self, input: SqlExecuteInput) -> Result<(Work, bool), NodeError> {
         let params = chosen_params(&self.params, input.params)?;
         let fail = |m: String| NodeError::permanent(m);
         match (&self.query, input.batch) {
@@ -787,6 +801,10 @@ impl SqlExecute {
         }
     }
 }
+
+/// The statements an execution runs: where each comes from (for messages)
+/// and its parameters.
+type Work = Vec<(String, Vec<Value>)>;
 
 fn done_json(done: Done) -> Value {
     serde_json::json!({

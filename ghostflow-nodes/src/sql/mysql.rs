@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use serde_json::Value;
-use sqlx::mysql::{MySqlArguments, MySqlRow, MySqlValueRef};
 use sqlx::mysql::types::MySqlTime;
+use sqlx::mysql::{MySqlArguments, MySqlRow, MySqlValueRef};
 use sqlx::{Arguments, Column, Decode, MySql, Row, TypeInfo, ValueRef};
 
 use super::values::{base64_text, float_json};
@@ -77,7 +77,9 @@ pub(crate) fn value(row: &MySqlRow, index: usize, text: bool) -> Result<Value, S
                 Value::String(base64_text(bytes))
             }
         }
-        "JSON" => serde_json::from_str(decode::<&str>(raw)?).map_err(|e| format!("invalid JSON: {e}"))?,
+        "JSON" => {
+            serde_json::from_str(decode::<&str>(raw)?).map_err(|e| format!("invalid JSON: {e}"))?
+        }
         "DATE" => Value::String(match decode::<NaiveDate>(raw) {
             Ok(date) => date.format("%Y-%m-%d").to_string(),
             Err(_) if zero_date(row, index) => "0000-00-00".to_owned(),

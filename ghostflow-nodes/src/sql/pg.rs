@@ -15,7 +15,10 @@ use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgTypeKind, PgValueFormat, PgValueRef};
 use sqlx::{Encode, Postgres, Type, TypeInfo, ValueRef};
 
-use super::values::{base64_text, float_json, parse_date, parse_naive_datetime, parse_offset_datetime, parse_time, text_of};
+use super::values::{
+    base64_text, float_json, parse_date, parse_naive_datetime, parse_offset_datetime, parse_time,
+    text_of,
+};
 
 const BOOL: u32 = 16;
 const BYTEA: u32 = 17;
@@ -126,7 +129,13 @@ fn encode(ty: &PgTypeInfo, value: &Value) -> Result<Option<Vec<u8>>, String> {
     if is_textual(ty) {
         return Ok(Some(text_of(value).into_bytes()));
     }
-    let expected = |what: &str| format!("expected {what} for `{}`, got {}", ty.name(), describe(value));
+    let expected = |what: &str| {
+        format!(
+            "expected {what} for `{}`, got {}",
+            ty.name(),
+            describe(value)
+        )
+    };
     let bytes = match ty.oid().map(|o| o.0) {
         Some(BOOL) => match value {
             Value::Bool(b) => vec![u8::from(*b)],
@@ -152,7 +161,10 @@ fn encode(ty: &PgTypeInfo, value: &Value) -> Result<Option<Vec<u8>>, String> {
             .to_vec(),
         Some(FLOAT4) => {
             let f = float(value).ok_or_else(|| expected("a number"))?;
-            #[expect(clippy::cast_possible_truncation, reason = "float4 is single precision")]
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "float4 is single precision"
+            )]
             let single = f as f32;
             single.to_be_bytes().to_vec()
         }
@@ -186,7 +198,9 @@ fn encode(ty: &PgTypeInfo, value: &Value) -> Result<Option<Vec<u8>>, String> {
                 .to_vec()
         }
         Some(DATE) => {
-            let text = value.as_str().ok_or_else(|| expected("a date string (YYYY-MM-DD)"))?;
+            let text = value
+                .as_str()
+                .ok_or_else(|| expected("a date string (YYYY-MM-DD)"))?;
             let days = match text.trim() {
                 "infinity" => i32::MAX,
                 "-infinity" => i32::MIN,
@@ -199,12 +213,16 @@ fn encode(ty: &PgTypeInfo, value: &Value) -> Result<Option<Vec<u8>>, String> {
             days.to_be_bytes().to_vec()
         }
         Some(TIME) => {
-            let text = value.as_str().ok_or_else(|| expected("a time string (HH:MM:SS)"))?;
+            let text = value
+                .as_str()
+                .ok_or_else(|| expected("a time string (HH:MM:SS)"))?;
             let micros = if text.trim() == "24:00:00" {
                 DAY_MICROS
             } else {
                 let time = parse_time(text)?;
-                (time - NaiveTime::MIN).num_microseconds().unwrap_or_default()
+                (time - NaiveTime::MIN)
+                    .num_microseconds()
+                    .unwrap_or_default()
             };
             micros.to_be_bytes().to_vec()
         }
@@ -309,9 +327,12 @@ fn encode_array(element: &PgTypeInfo, value: &Value) -> Result<Vec<u8>, String> 
             crate::kind(value)
         ));
     };
-    let oid = element
-        .oid()
-        .ok_or_else(|| format!("the element type `{}` is not known to the server", element.name()))?;
+    let oid = element.oid().ok_or_else(|| {
+        format!(
+            "the element type `{}` is not known to the server",
+            element.name()
+        )
+    })?;
     let mut out = Vec::new();
     let len = i32::try_from(items.len()).map_err(|_| "the array is too long".to_owned())?;
     out.extend(1i32.to_be_bytes());
@@ -321,11 +342,14 @@ fn encode_array(element: &PgTypeInfo, value: &Value) -> Result<Vec<u8>, String> 
     out.extend(1i32.to_be_bytes());
     for (i, item) in items.iter().enumerate() {
         if item.is_array() && !matches!(element.oid().map(|o| o.0), Some(JSON | JSONB)) {
-            return Err("multi-dimensional arrays cannot be bound; pass a one-dimensional array".to_owned());
+            return Err(
+                "multi-dimensional arrays cannot be bound; pass a one-dimensional array".to_owned(),
+            );
         }
         match encode(element, item).map_err(|e| format!("[{i}]: {e}"))? {
             Some(bytes) => {
-                let n = i32::try_from(bytes.len()).map_err(|_| "an element is too large".to_owned())?;
+                let n =
+                    i32::try_from(bytes.len()).map_err(|_| "an element is too large".to_owned())?;
                 out.extend(n.to_be_bytes());
                 out.extend(bytes);
             }
@@ -378,11 +402,17 @@ pub(crate) fn encode_numeric(text: &str) -> Result<Vec<u8>, String> {
     // Where the decimal point falls in `digits`, after the exponent.
     let point = i64::try_from(int_part.len()).unwrap_or(i64::MAX) + i64::from(exponent);
     let (integer, fraction) = if point <= 0 {
-        (String::new(), "0".repeat(usize::try_from(-point).unwrap_or(0)) + &digits)
+        (
+            String::new(),
+            "0".repeat(usize::try_from(-point).unwrap_or(0)) + &digits,
+        )
     } else {
         let point = usize::try_from(point).unwrap_or(usize::MAX);
         if point >= digits.len() {
-            (digits.clone() + &"0".repeat(point - digits.len()), String::new())
+            (
+                digits.clone() + &"0".repeat(point - digits.len()),
+                String::new(),
+            )
         } else {
             (digits[..point].to_owned(), digits[point..].to_owned())
         }
@@ -397,7 +427,12 @@ pub(crate) fn encode_numeric(text: &str) -> Result<Vec<u8>, String> {
         .as_bytes()
         .chunks(4)
         .chain(frac_padded.as_bytes().chunks(4))
-        .map(|c| std::str::from_utf8(c).ok().and_then(|s| s.parse().ok()).unwrap_or(0))
+        .map(|c| {
+            std::str::from_utf8(c)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0)
+        })
         .collect();
     let mut weight = i64::try_from(int_padded.len() / 4).unwrap_or(0) - 1;
     let leading = groups.iter().take_while(|g| **g == 0).count();
@@ -463,7 +498,8 @@ impl<'a> Reader<'a> {
         if len < 0 {
             return Ok(None);
         }
-        self.take(usize::try_from(len).unwrap_or(usize::MAX)).map(Some)
+        self.take(usize::try_from(len).unwrap_or(usize::MAX))
+            .map(Some)
     }
 }
 
@@ -548,7 +584,9 @@ fn decode(ty: &PgTypeInfo, bytes: &[u8]) -> Result<Value, String> {
         Some(TIMESTAMP) => Value::String(match r.i64()? {
             i64::MAX => "infinity".to_owned(),
             i64::MIN => "-infinity".to_owned(),
-            micros => timestamp(micros)?.format("%Y-%m-%dT%H:%M:%S%.f").to_string(),
+            micros => timestamp(micros)?
+                .format("%Y-%m-%dT%H:%M:%S%.f")
+                .to_string(),
         }),
         Some(TIMESTAMPTZ) => Value::String(match r.i64()? {
             i64::MAX => "infinity".to_owned(),
@@ -577,7 +615,9 @@ fn decode(ty: &PgTypeInfo, bytes: &[u8]) -> Result<Value, String> {
             Value::String(
                 (0..len)
                     .map(|i| {
-                        let set = data.get(i / 8).is_some_and(|byte| byte & (0x80 >> (i % 8)) != 0);
+                        let set = data
+                            .get(i / 8)
+                            .is_some_and(|byte| byte & (0x80 >> (i % 8)) != 0);
                         if set { '1' } else { '0' }
                     })
                     .collect(),
@@ -605,7 +645,8 @@ fn time_text(micros: i64) -> Result<String, String> {
     if micros == DAY_MICROS {
         return Ok("24:00:00".to_owned());
     }
-    let secs = u32::try_from(micros.div_euclid(1_000_000)).map_err(|_| "the time is out of range")?;
+    let secs =
+        u32::try_from(micros.div_euclid(1_000_000)).map_err(|_| "the time is out of range")?;
     let nanos = u32::try_from(micros.rem_euclid(1_000_000) * 1000).unwrap_or(0);
     NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos)
         .map(|t| t.format("%H:%M:%S%.f").to_string())
@@ -675,7 +716,9 @@ fn decode_numeric(r: &mut Reader<'_>) -> Result<String, String> {
         0xF000 => return Ok("-Infinity".to_owned()),
         _ => {}
     }
-    let digits = (0..ndigits).map(|_| r.i16()).collect::<Result<Vec<_>, _>>()?;
+    let digits = (0..ndigits)
+        .map(|_| r.i16())
+        .collect::<Result<Vec<_>, _>>()?;
     let group = |k: i64| -> i16 {
         usize::try_from(k)
             .ok()
@@ -715,7 +758,10 @@ fn inet_text(r: &mut Reader<'_>) -> Result<String, String> {
     let [family, bits, _is_cidr, len] = r.array::<4>()?;
     let addr = r.take(usize::from(len))?;
     let (ip, full) = match (family, addr.len()) {
-        (2, 4) => (IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3])), 32),
+        (2, 4) => (
+            IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3])),
+            32,
+        ),
         (3, 16) => {
             let mut octets = [0u8; 16];
             octets.copy_from_slice(addr);
@@ -744,11 +790,7 @@ fn decode_array(element: &PgTypeInfo, bytes: &[u8]) -> Result<Value, String> {
         dims.push(usize::try_from(r.i32()?).map_err(|_| "a malformed array")?);
         let _lower_bound = r.i32()?;
     }
-    fn level(
-        r: &mut Reader<'_>,
-        element: &PgTypeInfo,
-        dims: &[usize],
-    ) -> Result<Value, String> {
+    fn level(r: &mut Reader<'_>, element: &PgTypeInfo, dims: &[usize]) -> Result<Value, String> {
         let (&n, inner) = dims.split_first().ok_or("a malformed array")?;
         let mut items = Vec::with_capacity(n.min(4096));
         for _ in 0..n {
@@ -800,7 +842,10 @@ mod tests {
             ("0", "0"),
             ("12.50", "12.50"),
             ("-12.50", "-12.50"),
-            ("123456789012345678901234567890.000000001", "123456789012345678901234567890.000000001"),
+            (
+                "123456789012345678901234567890.000000001",
+                "123456789012345678901234567890.000000001",
+            ),
             ("0.0001", "0.0001"),
             ("0.00001234", "0.00001234"),
             ("10000", "10000"),
@@ -820,7 +865,10 @@ mod tests {
 
     #[test]
     fn intervals_and_offsets_read_as_iso_8601() {
-        assert_eq!(interval_text(14, 3, 4 * 3_600_000_000 + 5 * 60_000_000 + 6_500_000), "P1Y2M3DT4H5M6.5S");
+        assert_eq!(
+            interval_text(14, 3, 4 * 3_600_000_000 + 5 * 60_000_000 + 6_500_000),
+            "P1Y2M3DT4H5M6.5S"
+        );
         assert_eq!(interval_text(0, 0, 0), "PT0S");
         assert_eq!(interval_text(0, -1, -5_400_000_000), "P-1DT-1H-30M");
         assert_eq!(offset_text(3600 * 5 + 1800), "+05:30");

@@ -37,7 +37,11 @@ pub(crate) struct SqlPools {
 
 impl std::fmt::Debug for SqlPools {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let count = self.pools.lock().unwrap_or_else(PoisonError::into_inner).len();
+        let count = self
+            .pools
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
         f.debug_struct("SqlPools").field("pools", &count).finish()
     }
 }
@@ -124,8 +128,8 @@ fn make(target: &Target, settings: PoolSettings) -> Result<AnyPool, Failure> {
             )
         }
         Backend::Sqlite => {
-            let options =
-                SqliteConnectOptions::from_str(&target.url).map_err(|e| config_error(target, &e))?;
+            let options = SqliteConnectOptions::from_str(&target.url)
+                .map_err(|e| config_error(target, &e))?;
             let in_memory = target.url.contains(":memory:") || target.url.contains("mode=memory");
             let mut pool = SqlitePoolOptions::new()
                 .max_connections(settings.max_connections)

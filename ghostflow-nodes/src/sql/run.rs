@@ -89,8 +89,10 @@ impl Dialect for Postgres {
         };
         let mut args = sqlx::postgres::PgArguments::default();
         for (i, (ty, value)) in types.iter().zip(params).enumerate() {
-            let param = pg::param(ty, value).map_err(|e| format!("params[{i}] (${}): {e}", i + 1))?;
-            args.add(param).map_err(|e| format!("params[{i}] (${}): {e}", i + 1))?;
+            let param =
+                pg::param(ty, value).map_err(|e| format!("params[{i}] (${}): {e}", i + 1))?;
+            args.add(param)
+                .map_err(|e| format!("params[{i}] (${}): {e}", i + 1))?;
         }
         Ok(args)
     }
@@ -108,7 +110,10 @@ impl Dialect for Postgres {
         None
     }
 
-    async fn arm(_: &mut Self::Connection, _: Duration) -> Result<Option<sqlite::Deadline>, sqlx::Error> {
+    async fn arm(
+        _: &mut Self::Connection,
+        _: Duration,
+    ) -> Result<Option<sqlite::Deadline>, sqlx::Error> {
         Ok(None)
     }
 }
@@ -136,7 +141,10 @@ impl Dialect for MySql {
         }
     }
 
-    async fn arm(_: &mut Self::Connection, _: Duration) -> Result<Option<sqlite::Deadline>, sqlx::Error> {
+    async fn arm(
+        _: &mut Self::Connection,
+        _: Duration,
+    ) -> Result<Option<sqlite::Deadline>, sqlx::Error> {
         Ok(None)
     }
 }
@@ -163,7 +171,10 @@ impl Dialect for Sqlite {
         (result.rows_affected() > 0 && sqlite::inserts(sql)).then(|| result.last_insert_rowid())
     }
 
-    async fn arm(conn: &mut Self::Connection, after: Duration) -> Result<Option<sqlite::Deadline>, sqlx::Error> {
+    async fn arm(
+        conn: &mut Self::Connection,
+        after: Duration,
+    ) -> Result<Option<sqlite::Deadline>, sqlx::Error> {
         if after.is_zero() {
             return Ok(None);
         }
@@ -307,9 +318,7 @@ where
                 .unwrap_or_default();
             Failure::permanent(format!("{place}: column `{name}` ({ty}): {e}"))
         })?;
-        if json
-            && let Value::String(text) = &value
-        {
+        if json && let Value::String(text) = &value {
             value = serde_json::from_str(text).map_err(|e| {
                 Failure::permanent(format!(
                     "{place}: column `{name}` is not valid JSON (config.json_columns): {e}"

@@ -123,7 +123,9 @@ mod tests {
     #[test]
     fn inserts_are_told_by_their_first_word() {
         assert!(super::inserts("insert into t values (1)"));
-        assert!(super::inserts("  -- note\n /* x */ REPLACE INTO t VALUES (1)"));
+        assert!(super::inserts(
+            "  -- note\n /* x */ REPLACE INTO t VALUES (1)"
+        ));
         assert!(!super::inserts("UPDATE t SET a = 1"));
         assert!(!super::inserts("-- INSERT\nDELETE FROM t"));
     }

@@ -84,9 +84,14 @@ mod tests {
         assert_eq!(float_json(1.5), serde_json::json!(1.5));
         assert_eq!(float_json(f64::NAN), serde_json::json!("NaN"));
         assert_eq!(float_json(f64::INFINITY), serde_json::json!("Infinity"));
-        assert_eq!(float_json(f64::NEG_INFINITY), serde_json::json!("-Infinity"));
         assert_eq!(
-            parse_naive_datetime("2024-05-01 10:30").unwrap().to_string(),
+            float_json(f64::NEG_INFINITY),
+            serde_json::json!("-Infinity")
+        );
+        assert_eq!(
+            parse_naive_datetime("2024-05-01 10:30")
+                .unwrap()
+                .to_string(),
             "2024-05-01 10:30:00"
         );
         assert_eq!(

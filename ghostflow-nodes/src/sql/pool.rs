@@ -174,3 +174,51 @@ pub(crate) async fn acquire<DB: Database>(
         Err(e) => Err(Failure::connect(&e, target)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> PoolSettings {
+        PoolSettings {
+            max_connections: 2,
+            connect_timeout: Duration::from_secs(1),
+            statement_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn bad_urls_are_reported_without_their_password() {
+        for (url, backend) in [
+            (
+                "postgres://ada:pa%24%24word@db:99999/app",
+                Backend::Postgres,
+            ),
+            (
+                "postgres://ada:pa%24%24word@db/app?sslmode=sometimes",
+                Backend::Postgres,
+            ),
+            ("mysql://ada:pa%24%24word@db:99999/app", Backend::MySql),
+            (
+                "mariadb://ada:pa%24%24word@db/app?ssl-mode=sometimes",
+                Backend::MySql,
+            ),
+        ] {
+            let target = Target::new(url.to_owned(), backend);
+            let error = make(&target, settings())
+                .map(|_| ())
+                .unwrap_err()
+                .into_node_error(&target);
+            let message = error.message();
+            assert!(
+                message.starts_with("invalid connection URL ") && message.contains("***"),
+                "{message}"
+            );
+            assert!(
+                !message.contains("pa%24%24word") && !message.contains("pa$$word"),
+                "{message}"
+            );
+            assert!(!error.is_retryable());
+        }
+    }
+}

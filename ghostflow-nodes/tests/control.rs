@@ -1,6 +1,6 @@
-#![cfg(all(feature = "control", feature = "data", feature = "text"))]
 //! Control-flow nodes as users write them: documents loaded with the node
 //! library and run by the engine.
+#![cfg(all(feature = "control", feature = "data", feature = "text"))]
 
 use ghostflow::document::{Format, Loaded, Loader};
 use ghostflow::{Engine, Inputs, NodeStatus, Outcome};

@@ -1,7 +1,7 @@
-#![cfg(all(feature = "control", feature = "data", feature = "text"))]
 //! Every document in `examples/flows/` loads with the node library and runs
 //! with its defaults to the outputs it promises; the broken one is refused
 //! with every mistake located.
+#![cfg(all(feature = "control", feature = "data", feature = "text"))]
 
 use std::path::{Path, PathBuf};
 

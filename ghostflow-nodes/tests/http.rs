@@ -1,7 +1,7 @@
-#![cfg(feature = "http")]
 //! The HTTP nodes against a real HTTP server: each test starts its own axum
 //! server on an ephemeral port of 127.0.0.1 and runs flows (mostly written
 //! as documents) with `Engine`.
+#![cfg(feature = "http")]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

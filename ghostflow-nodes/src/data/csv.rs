@@ -222,7 +222,10 @@ impl Run for CsvParse {
                 .position()
                 .map(|p| format!(" at line {}", p.line()))
                 .unwrap_or_default();
-            NodeError::permanent(format!("input `text`: not valid CSV{line}: {}", e.kind_text()))
+            NodeError::permanent(format!(
+                "input `text`: not valid CSV{line}: {}",
+                e.kind_text()
+            ))
         };
         let names: Option<Vec<String>> = if self.header {
             let header = reader.headers().map_err(bad)?.clone();
@@ -253,7 +256,11 @@ impl Run for CsvParse {
             let line = record.position().map_or(0, csv::Position::line);
             let expected = *width.get_or_insert(record.len());
             if record.len() != expected && !self.flexible {
-                let what = if names.is_some() { "the header" } else { "the first row" };
+                let what = if names.is_some() {
+                    "the header"
+                } else {
+                    "the first row"
+                };
                 return Err(NodeError::permanent(format!(
                     "input `text`: line {line} has {} field(s) where {what} has {expected} (set `flexible: true` to accept ragged rows)",
                     record.len()
@@ -413,9 +420,7 @@ impl Run for CsvWrite {
                             .map(|c| map.get(c).map(field).unwrap_or_default()),
                     )
                     .map_err(failed)?,
-                Value::Array(row) => writer
-                    .write_record(row.iter().map(field))
-                    .map_err(failed)?,
+                Value::Array(row) => writer.write_record(row.iter().map(field)).map_err(failed)?,
                 _ => {}
             }
         }

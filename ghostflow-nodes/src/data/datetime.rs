@@ -52,7 +52,11 @@ impl TimeZoneName {
         } else if let Some(sign) = name.strip_prefix(['+', '-']).map(|_| &name[..1]) {
             let rest = &name[1..];
             let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
-            let parse = |s: &str| s.parse::<i32>().ok().filter(|_| !s.is_empty() && s.len() <= 2);
+            let parse = |s: &str| {
+                s.parse::<i32>()
+                    .ok()
+                    .filter(|_| !s.is_empty() && s.len() <= 2)
+            };
             let (Some(h @ 0..=18), Some(m @ 0..=59)) = (parse(h), parse(m)) else {
                 return Err(format!("`{name}` is not an offset; write it like `+05:30`"));
             };
@@ -171,7 +175,9 @@ impl SpanText {
     /// What jiff says is wrong.
     pub fn new(text: &str) -> Result<Self, String> {
         let span = Span::from_str(text.trim()).map_err(|e| {
-            format!("`{text}` is not a span (write it like `1 month 2 days`, `-3h` or `P1M2D`): {e}")
+            format!(
+                "`{text}` is not a span (write it like `1 month 2 days`, `-3h` or `P1M2D`): {e}"
+            )
         })?;
         Ok(SpanText {
             text: text.to_owned(),
@@ -367,7 +373,8 @@ fn unix(value: &Value, scale: i128, what: &str) -> Result<Timestamp, String> {
         },
         _ => None,
     };
-    let nanos = nanos.ok_or_else(|| format!("expected {what} as a number, got {}", describe(value)))?;
+    let nanos =
+        nanos.ok_or_else(|| format!("expected {what} as a number, got {}", describe(value)))?;
     Timestamp::from_nanosecond(nanos).map_err(|e| format!("{what} out of range: {e}"))
 }
 
@@ -379,7 +386,11 @@ fn describe(value: &Value) -> String {
 }
 
 impl Run for DatetimeParse {
-    async fn run(&self, input: DatetimeParseIn, _ctx: &Context) -> Result<DatetimeParseOut, NodeError> {
+    async fn run(
+        &self,
+        input: DatetimeParseIn,
+        _ctx: &Context,
+    ) -> Result<DatetimeParseOut, NodeError> {
         let zone = zone_of(&self.time_zone);
         let utc_or_zone = |ts: Timestamp| ts.to_zoned(zone.cloned().unwrap_or(TimeZone::UTC));
         let text = || match &input.value {
@@ -412,7 +423,10 @@ impl Run for DatetimeParse {
             ParseFormat::Strftime(pattern) => text().and_then(|t| {
                 let bad = |e: jiff::Error| format!("`{t}` does not match `{}`: {e}", pattern.0);
                 let tm = strtime::parse(&pattern.0, t).map_err(bad)?;
-                if tm.offset().is_some() || tm.iana_time_zone().is_some() || tm.timestamp().is_some() {
+                if tm.offset().is_some()
+                    || tm.iana_time_zone().is_some()
+                    || tm.timestamp().is_some()
+                {
                     let z = tm.to_zoned().map_err(bad)?;
                     return Ok(match zone {
                         Some(tz) => z.with_time_zone(tz.clone()),
@@ -498,7 +512,9 @@ pub struct DatetimeFormat {
 impl Run for DatetimeFormat {
     async fn run(&self, input: DatetimeIn, _ctx: &Context) -> Result<FormattedOut, NodeError> {
         let zoned = read_input("value", &input.value, zone_of(&self.time_zone))?;
-        let failed = |e: jiff::Error| NodeError::permanent(format!("cannot write `{}`: {e}", rfc3339(&zoned)));
+        let failed = |e: jiff::Error| {
+            NodeError::permanent(format!("cannot write `{}`: {e}", rfc3339(&zoned)))
+        };
         let value = match &self.format {
             DisplayFormat::Rfc3339 => Value::String(rfc3339(&zoned)),
             DisplayFormat::Rfc2822 => Value::String(rfc2822::to_string(&zoned).map_err(failed)?),
@@ -634,8 +650,9 @@ pub struct DiffOut {
 /// The result is `end - start` in `unit`, with a fraction (1.5 days)
 /// unless `whole` is set (then truncated toward zero). Years, months,
 /// weeks and days are counted on the calendar of `time_zone` (else of
-/// `start`'s zone or offset): from January 31 to February 29, 2024 is 0.93
-/// months, and a day across a daylight saving change is one day.
+/// `start`'s zone or offset): from January 31 to February 29, 2024 is one
+/// month (the month after January 31 ends on February 29), to February 28
+/// is 28/29 of a month, and a day across a daylight saving change is one day.
 ///
 /// ```yaml
 /// - id: age_in_days
@@ -764,9 +781,8 @@ impl Run for DatetimeStartOf {
         let failed = |e: jiff::Error| {
             NodeError::permanent(format!("cannot find the start of {}: {e}", rfc3339(&zoned)))
         };
-        let truncate = |unit: Unit| {
-            zoned.round(ZonedRound::new().smallest(unit).mode(RoundMode::Trunc))
-        };
+        let truncate =
+            |unit: Unit| zoned.round(ZonedRound::new().smallest(unit).mode(RoundMode::Trunc));
         let start = match self.unit {
             StartUnit::Year => zoned.first_of_year().and_then(|z| z.start_of_day()),
             StartUnit::Month => zoned.first_of_month().and_then(|z| z.start_of_day()),
@@ -795,25 +811,67 @@ mod tests {
     fn reads_the_usual_forms() {
         let ny = TimeZoneName::new("America/New_York").unwrap();
         for (text, zone, expected) in [
-            ("2024-03-10T01:30:00-05:00", None, "2024-03-10T01:30:00-05:00"),
-            ("2024-03-10T06:30:00Z", Some(&ny.zone), "2024-03-10T01:30:00-05:00"),
+            (
+                "2024-03-10T01:30:00-05:00",
+                None,
+                "2024-03-10T01:30:00-05:00",
+            ),
+            (
+                "2024-03-10T06:30:00Z",
+                Some(&ny.zone),
+                "2024-03-10T01:30:00-05:00",
+            ),
             ("2024-03-10", None, "2024-03-10T00:00:00Z"),
-            ("2024-03-10 12:00", Some(&ny.zone), "2024-03-10T12:00:00-04:00"),
-            ("2024-03-10T02:30:00", Some(&ny.zone), "2024-03-10T03:30:00-04:00"),
-            ("Sun, 10 Mar 2024 03:30:00 -0400", None, "2024-03-10T03:30:00-04:00"),
-            ("2024-03-10T03:30:00-04:00[America/New_York]", None, "2024-03-10T03:30:00-04:00"),
+            (
+                "2024-03-10 12:00",
+                Some(&ny.zone),
+                "2024-03-10T12:00:00-04:00",
+            ),
+            (
+                "2024-03-10T02:30:00",
+                Some(&ny.zone),
+                "2024-03-10T03:30:00-04:00",
+            ),
+            (
+                "Sun, 10 Mar 2024 03:30:00 -0400",
+                None,
+                "2024-03-10T03:30:00-04:00",
+            ),
+            (
+                "2024-03-10T03:30:00-04:00[America/New_York]",
+                None,
+                "2024-03-10T03:30:00-04:00",
+            ),
         ] {
             assert_eq!(rfc3339(&read(text, zone).unwrap()), expected, "{text}");
         }
-        assert!(read("yesterday", None).unwrap_err().contains("is not a date-time"));
-        assert!(TimeZoneName::new("Mars/Olympus").unwrap_err().contains("not a known time zone"));
+        assert!(
+            read("yesterday", None)
+                .unwrap_err()
+                .contains("is not a date-time")
+        );
+        assert!(
+            TimeZoneName::new("Mars/Olympus")
+                .unwrap_err()
+                .contains("not a known time zone")
+        );
         assert!(TimeZoneName::new("+25:00").is_err());
         assert_eq!(
-            rfc3339(&read("2024-01-01T00:00:00Z", Some(&TimeZoneName::new("+05:30").unwrap().zone)).unwrap()),
+            rfc3339(
+                &read(
+                    "2024-01-01T00:00:00Z",
+                    Some(&TimeZoneName::new("+05:30").unwrap().zone)
+                )
+                .unwrap()
+            ),
             "2024-01-01T05:30:00+05:30"
         );
         assert!(Pattern::new("%Y-%m-%d %Q").is_ok());
-        assert!(Pattern::new("%Y %!").unwrap_err().contains("is not a strftime pattern"));
+        assert!(
+            Pattern::new("%Y %!")
+                .unwrap_err()
+                .contains("is not a strftime pattern")
+        );
         assert!(SpanText::new("1 month 2 days").is_ok());
         assert!(SpanText::new("P1M2D").is_ok());
         assert!(SpanText::new("soon").unwrap_err().contains("is not a span"));

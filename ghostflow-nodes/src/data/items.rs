@@ -420,9 +420,9 @@ impl TryFrom<AggregateConfig> for Aggregate {
                 .map_err(|e| format!("group_by: {e}"))?;
         }
         for name in config.aggregations.keys() {
-            if let Some(path) = config.group_by.iter().find(|p| {
-                matches!(p.segments().first(), Some(super::path::Segment::Key(k)) if k == name)
-            }) {
+            if let Some(path) = config.group_by.iter().find(
+                |p| matches!(p.segments().first(), Some(super::path::Segment::Key(k)) if k == name),
+            ) {
                 return Err(format!(
                     "the aggregation `{name}` would overwrite the group field `{path}`; give it another name"
                 ));
@@ -500,7 +500,7 @@ impl Aggregate {
                     .unwrap_or(Value::Null),
                 AggregateOp::Last => values
                     .map(|(_, v)| v)
-                    .last()
+                    .next_back()
                     .cloned()
                     .unwrap_or(Value::Null),
                 AggregateOp::List => Value::Array(values.map(|(_, v)| v.clone()).collect()),
@@ -527,7 +527,10 @@ struct Sum {
 impl Sum {
     fn add(&mut self, n: &serde_json::Number) {
         self.count += 1;
-        let int = n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
+        let int = n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from));
         match int {
             Some(i) if !self.floats => match self.int.checked_add(i) {
                 Some(sum) => self.int = sum,
@@ -547,7 +550,11 @@ impl Sum {
     }
 
     fn total(&self) -> f64 {
-        if self.floats { self.float } else { self.int as f64 }
+        if self.floats {
+            self.float
+        } else {
+            self.int as f64
+        }
     }
 
     fn value(&self) -> Value {
@@ -594,7 +601,10 @@ impl Run for Aggregate {
                 .iter()
                 .map(|p| p.get_or_null(item).clone())
                 .collect();
-            groups.entry(canonical(&Value::Array(values))).or_default().push(i);
+            groups
+                .entry(canonical(&Value::Array(values)))
+                .or_default()
+                .push(i);
         }
         let mut out = Vec::with_capacity(groups.len());
         for members in groups.values() {

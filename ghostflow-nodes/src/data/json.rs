@@ -65,9 +65,8 @@ impl Run for JsonParse {
                 "input `text`: the text is empty, not JSON",
             ));
         }
-        let value = serde_json::from_str(text).map_err(|e| {
-            NodeError::permanent(format!("input `text`: not valid JSON: {e}"))
-        })?;
+        let value = serde_json::from_str(text)
+            .map_err(|e| NodeError::permanent(format!("input `text`: not valid JSON: {e}")))?;
         Ok(JsonValue { value })
     }
 }
@@ -121,7 +120,9 @@ impl Run for JsonStringify {
         } else {
             serde_json::to_string(&value)
         }
-        .map_err(|e| NodeError::permanent(format!("input `value`: cannot write it as JSON: {e}")))?;
+        .map_err(|e| {
+            NodeError::permanent(format!("input `value`: cannot write it as JSON: {e}"))
+        })?;
         Ok(Text { text })
     }
 }

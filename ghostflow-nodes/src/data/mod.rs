@@ -59,8 +59,7 @@ pub use self::csv::{CsvChar, CsvParse, CsvRows, CsvTrim, CsvWrite, LineEnding};
 pub use self::datetime::{
     DatetimeAdd, DatetimeDiff, DatetimeDiffIn, DatetimeFormat, DatetimeIn, DatetimeOut,
     DatetimeParse, DatetimeParseIn, DatetimeParseOut, DatetimeStartOf, DayOfWeek, DiffOut,
-    DisplayFormat, FormattedOut, ParseFormat, Pattern, SpanText, StartUnit, TimeUnit,
-    TimeZoneName,
+    DisplayFormat, FormattedOut, ParseFormat, Pattern, SpanText, StartUnit, TimeUnit, TimeZoneName,
 };
 pub use self::items::{
     Aggregate, AggregateOp, AggregateOut, Aggregation, Deduplicate, Deduplicated, Items, Keep,

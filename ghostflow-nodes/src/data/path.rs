@@ -37,7 +37,12 @@ impl FieldPath {
     /// What is wrong and where (`customer..name`: an empty name after the
     /// first dot).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = |at: usize, what: &str| format!("`{text}` is not a field path: {what} at character {}", at + 1);
+        let bad = |at: usize, what: &str| {
+            format!(
+                "`{text}` is not a field path: {what} at character {}",
+                at + 1
+            )
+        };
         if text.is_empty() {
             return Err("a field path cannot be empty".into());
         }
@@ -73,7 +78,11 @@ impl FieldPath {
                             return Err(bad(end, "`]` expected after a quoted name"));
                         }
                         segments.push(Segment::Key(name));
-                        i = chars.iter().position(|(p, _)| *p == end).unwrap_or(chars.len()) + 1;
+                        i = chars
+                            .iter()
+                            .position(|(p, _)| *p == end)
+                            .unwrap_or(chars.len())
+                            + 1;
                     } else {
                         let Some(close) = close else {
                             return Err(bad(at, "a `[` without `]`"));
@@ -134,7 +143,9 @@ impl FieldPath {
                 (Segment::Key(k), serde_json::Value::Object(map)) => map.get(k)?,
                 (Segment::Index(i), serde_json::Value::Array(items)) => {
                     let index = if *i < 0 {
-                        items.len().checked_sub(usize::try_from(i.unsigned_abs()).ok()?)?
+                        items
+                            .len()
+                            .checked_sub(usize::try_from(i.unsigned_abs()).ok()?)?
                     } else {
                         usize::try_from(*i).ok()?
                     };
@@ -154,7 +165,11 @@ impl FieldPath {
 
     /// Whether the path can name a place to write (no negative index).
     pub fn check_writable(&self) -> Result<(), String> {
-        if self.segments.iter().any(|s| matches!(s, Segment::Index(i) if *i < 0)) {
+        if self
+            .segments
+            .iter()
+            .any(|s| matches!(s, Segment::Index(i) if *i < 0))
+        {
             return Err(format!(
                 "`{self}` has a negative index, which cannot name a place to write"
             ));
@@ -165,14 +180,20 @@ impl FieldPath {
     /// Sets `value` at this path in `object`, making objects for names and
     /// lists (padded with `null`) for indexes on the way; a value in the way
     /// that is neither is replaced.
-    pub fn set(&self, object: &mut serde_json::Map<String, serde_json::Value>, value: serde_json::Value) {
+    pub fn set(
+        &self,
+        object: &mut serde_json::Map<String, serde_json::Value>,
+        value: serde_json::Value,
+    ) {
         let Some((Segment::Key(first), rest)) = self.segments.split_first() else {
             // A path starting with an index has no place in an object: keep
             // the value under the path's text.
             object.insert(self.to_string(), value);
             return;
         };
-        let mut slot = object.entry(first.clone()).or_insert(serde_json::Value::Null);
+        let mut slot = object
+            .entry(first.clone())
+            .or_insert(serde_json::Value::Null);
         for segment in rest {
             slot = match segment {
                 Segment::Key(k) => {
@@ -220,9 +241,7 @@ impl fmt::Display for FieldPath {
         for (i, segment) in self.segments.iter().enumerate() {
             match segment {
                 Segment::Key(k) => {
-                    let plain = !k.is_empty()
-                        && k.trim() == k
-                        && !k.contains(['.', '[', ']', '"']);
+                    let plain = !k.is_empty() && k.trim() == k && !k.contains(['.', '[', ']', '"']);
                     if plain {
                         if i > 0 {
                             f.write_str(".")?;
@@ -283,7 +302,11 @@ mod tests {
         });
         for (text, expected, shown) in [
             ("customer.name", Some(json!("Ada")), "customer.name"),
-            ("customer[\"first name\"]", Some(json!("A")), "customer.first name"),
+            (
+                "customer[\"first name\"]",
+                Some(json!("A")),
+                "customer.first name",
+            ),
             ("lines[0].sku", Some(json!("x")), "lines[0].sku"),
             ("lines[-1].sku", Some(json!("y")), "lines[-1].sku"),
             ("lines[-3]", None, "lines[-3]"),
@@ -325,9 +348,15 @@ mod tests {
     #[test]
     fn paths_write_nested_values() {
         let mut out = serde_json::Map::new();
-        FieldPath::parse("customer.name").unwrap().set(&mut out, json!("Ada"));
-        FieldPath::parse("customer.id").unwrap().set(&mut out, json!(7));
-        FieldPath::parse("lines[2].sku").unwrap().set(&mut out, json!("z"));
+        FieldPath::parse("customer.name")
+            .unwrap()
+            .set(&mut out, json!("Ada"));
+        FieldPath::parse("customer.id")
+            .unwrap()
+            .set(&mut out, json!(7));
+        FieldPath::parse("lines[2].sku")
+            .unwrap()
+            .set(&mut out, json!("z"));
         assert_eq!(
             serde_json::Value::Object(out),
             json!({"customer": {"name": "Ada", "id": 7}, "lines": [null, null, {"sku": "z"}]})

@@ -304,7 +304,9 @@ impl Filter {
 impl Run for Filter {
     async fn run(&self, input: FilterIn, _ctx: &Context) -> Result<FilterOut, NodeError> {
         let items = list_input("items", input.items)?;
-        let globals = self.condition.globals(&self.vars, input.vars, "condition")?;
+        let globals = self
+            .condition
+            .globals(&self.vars, input.vars, "condition")?;
         let fail = |e: RunError| e.into_node_error("condition", &self.condition.source, true);
         let (verdicts, items) = self
             .condition

@@ -25,12 +25,17 @@
 //! `[range(1e12)]`, `last(range(1e18))` and `def f: 1 + f; f` all stop
 //! with an error naming the limit.
 //!
-//! The filter is rewritten before it is compiled so that `+`, `*`, `+=`,
-//! `*=`, `[...]`, string interpolation (and so `tostring`, `@text`, ...) and
-//! `tojson` check the size of what they build: a string over `max_bytes`
-//! bytes, or a list or object with more than `max_bytes / 2` entries, is an
-//! error. Outputs are counted (`max_outputs`) and converted to JSON within
-//! `max_bytes` and 128 levels of nesting.
+//! The filter is rewritten before it is compiled so that what builds values
+//! checks them: the results of `+` and `+=` (checked after jaq's own `+`,
+//! which extends lists and strings in place), `*` and `*=` (checked before:
+//! `"x" * 1e12`), `[...]`, string interpolation (and so `tostring`, `@text`,
+//! ...) and `tojson` refuse a string over `max_bytes` bytes, or a list or
+//! object with more than `max_bytes / 2` entries. What goes into a list, an
+//! object or an update, and what `key_values`, `path_value` and `group_by`
+//! give, may nest at most 10 000 levels deep (depths are remembered per
+//! allocation, so checking costs a look-up, not a walk). Outputs are
+//! counted (`max_outputs`) and converted to JSON within `max_bytes` and 128
+//! levels of nesting.
 //!
 //! # What cannot be bounded
 //!
@@ -40,8 +45,9 @@
 //!   output, `tojson`), but jaq compares (`==`, `sort`, `unique`,
 //!   `group_by`), hashes (as an object key) and prints (in an error caught
 //!   by `try ... catch`) such a value inside one step. That step is not
-//!   interrupted: the node fails when the engine's `timeout` policy for it
-//!   expires, and the evaluation thread runs on until jaq returns.
+//!   interrupted: the node waits for it, unless the node has a `timeout`
+//!   policy (then the node fails when it expires, and the evaluation thread
+//!   runs on until jaq returns).
 //! - Memory is bounded through steps and sizes, not measured: a filter may
 //!   hold up to `max_steps` values of up to `max_bytes` each.
 //! - In a program built with `panic = "abort"` a run cannot be unwound: the
@@ -378,7 +384,7 @@ impl fmt::Debug for Program {
 const MAIN: &str = "__ghostflow_main";
 /// Names of the sandbox's own builtins; a filter cannot write them.
 const COLLECT: &str = "ghostflow collect";
-const ADD: &str = "ghostflow add";
+const FLAT: &str = "ghostflow flat";
 const MUL: &str = "ghostflow mul";
 const SIZED: &str = "ghostflow sized";
 const NEST: &str = "ghostflow nest";
@@ -785,7 +791,7 @@ fn natives() -> Vec<Fun<Sandbox>> {
             [Bind::Fun(())].into(),
             Native::<Sandbox>::new(collect as RunPtr),
         ),
-        (ADD, v(2), Native::<Sandbox>::new(add as RunPtr)),
+        (FLAT, v(0), Native::<Sandbox>::new(flat as RunPtr)),
         (MUL, v(2), Native::<Sandbox>::new(mul as RunPtr)),
         (SIZED, v(0), Native::<Sandbox>::new(sized as RunPtr)),
         ("range", v(3), Native::<Sandbox>::new(range as RunPtr)),
@@ -803,8 +809,8 @@ fn natives() -> Vec<Fun<Sandbox>> {
 // ------------------------------------------------------------- rewriting
 
 /// Rewrites a filter so that what builds values checks their size:
-/// `l + r` and `l * r` call the sandbox's `add` and `mul`, `l += r` becomes
-/// `r as $x | l |= add(.; $x)`, `[f]` collects through the meter, string
+/// `l + r` becomes `(l + r) | flat`, `l * r` calls the sandbox's `mul`,
+/// `l += r` becomes `r as $x | l |= (. + $x | flat)`, `[f]` collects through the meter, string
 /// interpolation checks each part, what is put into an object, an update or
 /// the results of `key_values`, `path_value` and `group_by` is checked for
 /// depth, and `..` (outside the left side of an update, where jaq's own
@@ -848,18 +854,28 @@ fn rewrite_in<'s>(term: Term<&'s str>, lhs: bool) -> Term<&'s str> {
         ),
         Term::Neg(t) => Term::Neg(bx(t)),
         Term::BinOp(l, op, r) => match op {
-            BinaryOp::Math(ops::Math::Add) => Term::Call(ADD, vec![rw(*l), rw(*r)]),
+            // jaq's own `+`, which extends its left side in place, checked
+            // after: both sides are within the limits, so what it builds is
+            // at most twice as large.
+            BinaryOp::Math(ops::Math::Add) => {
+                flat_checked(Term::BinOp(bx(l), BinaryOp::Math(ops::Math::Add), bx(r)))
+            }
             BinaryOp::Math(ops::Math::Mul) => Term::Call(MUL, vec![rw(*l), rw(*r)]),
             BinaryOp::UpdateMath(m @ (ops::Math::Add | ops::Math::Mul)) => {
-                let name = if matches!(m, ops::Math::Add) {
-                    ADD
+                let operand = Term::Var(OPERAND);
+                let value = if matches!(m, ops::Math::Add) {
+                    flat_checked(Term::BinOp(
+                        Box::new(Term::Id),
+                        BinaryOp::Math(ops::Math::Add),
+                        Box::new(operand),
+                    ))
                 } else {
-                    MUL
+                    Term::Call(MUL, vec![Term::Id, operand])
                 };
                 let update = Term::BinOp(
                     Box::new(rewrite_in(*l, true)),
                     BinaryOp::Update,
-                    Box::new(Term::Call(name, vec![Term::Id, Term::Var(OPERAND)])),
+                    Box::new(value),
                 );
                 Term::BinOp(
                     Box::new(rewrite_in(*r, false)),
@@ -932,6 +948,15 @@ fn rewrite_in<'s>(term: Term<&'s str>, lhs: bool) -> Term<&'s str> {
         ),
         other => other,
     }
+}
+
+/// `t | flat`: `t`'s outputs, refused when longer than the limits.
+fn flat_checked(t: Term<&str>) -> Term<&str> {
+    Term::BinOp(
+        Box::new(t),
+        BinaryOp::Pipe(None),
+        Box::new(Term::Call(FLAT, Vec::new())),
+    )
 }
 
 /// `t | nest`: `t`'s outputs, refused when nested too deep.
@@ -1031,22 +1056,20 @@ fn math_error(error: &jaq_core::Error<Val>) -> Exn<'static, Val> {
     Exn::from(jaq_core::Error::str(bounded(error, QUOTE)))
 }
 
-/// `l + r`, refusing a string, list or object over the limits.
-fn add<'a>(mut cv: (Ctx<'a, Sandbox>, Val)) -> ValXs<'a, Val> {
-    let r = cv.0.pop_var();
-    let l = cv.0.pop_var();
+/// Passes on a string, list or object within the limits.
+fn flat<'a>(cv: (Ctx<'a, Sandbox>, Val)) -> ValXs<'a, Val> {
     let meter = cv.0.data().state;
-    if let (Some((a, bytes)), Some((b, _))) = (flat_len(&l), flat_len(&r)) {
+    if let Some((len, bytes)) = flat_len(&cv.1) {
         let limit = if bytes {
             meter.max_bytes
         } else {
             meter.max_items
         };
-        if a.saturating_add(b) > limit {
+        if len > limit {
             return fail(too_large(meter, bytes));
         }
     }
-    box_once((l + r).map_err(|e| math_error(&e)))
+    box_once(Ok(cv.1))
 }
 
 /// `l * r`, refusing a repeated string over the limit and a merge with an

@@ -142,11 +142,10 @@ async fn transform_reshapes_with_jq() {
         out,
         json!({"up": "HéLLO", "len": 5, "re": true, "b64": "aMOpbGxv", "big": 9007199254740993u64, "keys": ["a", "b"], "joined": "x-1-null"})
     );
-    // Without an input, `.` is null.
     let out = output(
         "transform",
         json!({"filter": "[., now > 0]"}),
-        json!({}),
+        json!({"value": null}),
         "value",
     )
     .await;

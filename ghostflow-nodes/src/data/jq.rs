@@ -1,58 +1,7 @@
 //! The jq sandbox behind [`Transform`](super::Transform) and
 //! [`Filter`](super::Filter): jq filters compiled with jaq, run on a thread
-//! of their own under a meter.
-//!
-//! # What the sandbox removes
-//!
-//! Every builtin that reads the host or has an effect is left out, so a
-//! filter that names one fails to load: `env` and `$ENV` (the environment),
-//! `input` and `inputs` (further inputs), `debug` and `stderr` (the host's
-//! standard error), `halt` and `halt_error` (the host process),
-//! `localtime`, `strflocaltime` (the host's time zone), `tobytes` (byte
-//! strings are not JSON), and modules (`include`, `import`: files). `now`
-//! stays: it reads the clock, which changes nothing.
-//!
-//! # How runs are bounded
-//!
-//! jaq looks up the program's table once for every filter term it
-//! evaluates; the sandbox's data type answers that look-up through a meter.
-//! The meter counts the steps (each term evaluated, each number `range`
-//! yields, each item `[...]` collects, each value `..` visits), checks the
-//! depth of the evaluation's stack on every step, and the deadline and the
-//! execution's cancellation every 256 steps. When a limit is reached the
-//! evaluation is unwound (with [`std::panic::resume_unwind`], which runs no
-//! panic hook, caught where the evaluation starts), so `repeat(1)`,
-//! `[range(1e12)]`, `last(range(1e18))` and `def f: 1 + f; f` all stop
-//! with an error naming the limit.
-//!
-//! The filter is rewritten before it is compiled so that what builds values
-//! checks them: the results of `+` and `+=` (checked after jaq's own `+`,
-//! which extends lists and strings in place), `*` and `*=` (checked before:
-//! `"x" * 1e12`), `[...]`, string interpolation (and so `tostring`, `@text`,
-//! ...) and `tojson` refuse a string over `max_bytes` bytes, or a list or
-//! object with more than `max_bytes / 2` entries. What goes into a list, an
-//! object or an update, and what `key_values`, `path_value` and `group_by`
-//! give, may nest at most 10 000 levels deep (depths are remembered per
-//! allocation, so checking costs a look-up, not a walk). Outputs are
-//! counted (`max_outputs`) and converted to JSON within `max_bytes` and 128
-//! levels of nesting.
-//!
-//! # What cannot be bounded
-//!
-//! - A value whose parts are shared can be much larger than the memory it
-//!   takes: `reduce range(40) as $i (0; [., .])` makes 2^40 leaves out of
-//!   40 small lists. Walking it step by step is metered (`..`, `.[]`, the
-//!   output, `tojson`), but jaq compares (`==`, `sort`, `unique`,
-//!   `group_by`), hashes (as an object key) and prints (in an error caught
-//!   by `try ... catch`) such a value inside one step. That step is not
-//!   interrupted: the node waits for it, unless the node has a `timeout`
-//!   policy (then the node fails when it expires, and the evaluation thread
-//!   runs on until jaq returns).
-//! - Memory is bounded through steps and sizes, not measured: a filter may
-//!   hold up to `max_steps` values of up to `max_bytes` each.
-//! - In a program built with `panic = "abort"` a run cannot be unwound: the
-//!   limits are then checked between outputs only, and the node gives up
-//!   waiting at its deadline while the thread runs on.
+//! of their own under a meter. The sandbox's rules and limits are
+//! described on [`JqLimits`].
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -82,9 +31,62 @@ use serde::{Deserialize, Serialize};
 
 // ------------------------------------------------------------------ limits
 
-/// Bounds for one run of a jq filter.
+/// Bounds for one run of a jq filter, and the sandbox such runs happen in.
+///
+/// # What the sandbox removes
+///
+/// Every builtin that reads the host or has an effect is left out, so a
+/// filter that names one fails to load: `env` and `$ENV` (the environment),
+/// `input` and `inputs` (further inputs), `debug` and `stderr` (the host's
+/// standard error), `halt` and `halt_error` (the host process),
+/// `localtime`, `strflocaltime` (the host's time zone), `tobytes` (byte
+/// strings are not JSON), and modules (`include`, `import`: files). `now`
+/// stays: it reads the clock, which changes nothing.
+///
+/// # How runs are bounded
+///
+/// jaq looks up the program's table once for every filter term it
+/// evaluates; the sandbox's data type answers that look-up through a meter.
+/// The meter counts the steps (each term evaluated, each number `range`
+/// yields, each item `[...]` collects, each value `..` visits), checks the
+/// depth of the evaluation's stack on every step, and the deadline and the
+/// execution's cancellation every 256 steps. When a limit is reached the
+/// evaluation is unwound (with [`std::panic::resume_unwind`], which runs no
+/// panic hook, caught where the evaluation starts), so `repeat(1)`,
+/// `[range(1e12)]`, `last(range(1e18))` and `def f: 1 + f; f` all stop
+/// with an error naming the limit.
+///
+/// The filter is rewritten before it is compiled so that what builds values
+/// checks them: the results of `+` and `+=` (checked after jaq's own `+`,
+/// which extends lists and strings in place), `*` and `*=` (checked before:
+/// `"x" * 1e12`), `[...]`, string interpolation (and so `tostring`, `@text`,
+/// ...) and `tojson` refuse a string over `max_bytes` bytes, or a list or
+/// object with more than `max_bytes / 2` entries. What goes into a list, an
+/// object or an update, and what `key_values`, `path_value` and `group_by`
+/// give, may nest at most 10 000 levels deep (depths are remembered per
+/// allocation, so checking costs a look-up, not a walk). Outputs are
+/// counted (`max_outputs`) and converted to JSON within `max_bytes` and 128
+/// levels of nesting.
+///
+/// # What cannot be bounded
+///
+/// - A value whose parts are shared can be much larger than the memory it
+///   takes: `reduce range(40) as $i (0; [., .])` makes 2^40 leaves out of
+///   40 small lists. Walking it step by step is metered (`..`, `.[]`, the
+///   output, `tojson`), but jaq compares (`==`, `sort`, `unique`,
+///   `group_by`), hashes (as an object key) and prints (in an error caught
+///   by `try ... catch`) such a value inside one step. That step is not
+///   interrupted: the node waits for it, unless the node has a `timeout`
+///   policy (then the node fails when it expires, and the evaluation thread
+///   runs on until jaq returns).
+/// - Memory is bounded through steps and sizes, not measured: a filter may
+///   hold up to `max_steps` values of up to `max_bytes` each.
+/// - In a program built with `panic = "abort"` a run cannot be unwound: the
+///   limits are then checked between outputs only, and the node gives up
+///   waiting at its deadline while the thread runs on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(description = "Bounds for one run of a jq filter.")]
 pub struct JqLimits {
     /// Time for the whole run, such as `10s` or `500ms`.
     #[serde(default = "default_timeout")]

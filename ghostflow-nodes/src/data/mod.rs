@@ -32,8 +32,8 @@
 //!   when the flow loads (errors give jaq's message with line and column)
 //!   and run it on a thread of their own under `limits` (time, steps,
 //!   outputs, bytes), without builtins that read the host or have effects.
-//!   What the limits cover, and what they cannot, is described in the
-//!   `jq` module's source documentation and in the `Transform` node.
+//!   What the limits cover, and what they cannot, is described on
+//!   [`JqLimits`].
 //! - **Dates.** The datetime nodes use jiff with its bundled time zone
 //!   database (no files are read) and pass date-times as RFC 3339 text.
 //!   One node per operation, so that each has just the settings it needs.

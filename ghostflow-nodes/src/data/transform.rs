@@ -122,8 +122,9 @@ pub enum JqOutput {
 /// The input of a [`Transform`].
 #[derive(Ports, Debug)]
 pub struct TransformIn {
-    /// The value the filter reads as `.`; `null` when not connected.
-    pub value: Option<serde_json::Value>,
+    /// The value the filter reads as `.`. Required, so that a transform on
+    /// a branch not taken is skipped with it.
+    pub value: serde_json::Value,
     /// Variables, set over the configured `vars` (an object).
     pub vars: Option<serde_json::Value>,
 }
@@ -205,7 +206,7 @@ impl Run for Transform {
             JqOutput::First | JqOutput::FirstOrNull => Take::First,
             JqOutput::All => Take::All,
         };
-        let value = input.value.unwrap_or(serde_json::Value::Null);
+        let value = input.value;
         let fail = |e: RunError| e.into_node_error("filter", &self.filter.source, false);
         let (taken, _) = self
             .filter

@@ -151,6 +151,58 @@ async fn for_each_checks_orders_two_at_a_time() {
     );
 }
 
+/// Serves `examples/data/` over real HTTP on an ephemeral port, as the
+/// example's `python3 -m http.server` does; returns the base URL.
+#[cfg(all(feature = "http", feature = "sql"))]
+async fn serve_example_data() -> String {
+    use axum::http::header;
+    let orders = std::fs::read_to_string(flows_dir().join("../data/orders.json")).unwrap();
+    let app = axum::Router::new().route(
+        "/orders.json",
+        axum::routing::get(move || async move {
+            ([(header::CONTENT_TYPE, "application/json")], orders)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[cfg(all(feature = "http", feature = "sql"))]
+#[tokio::test]
+async fn http_to_sql_loads_paid_orders_once_however_often_it_runs() {
+    let base = serve_example_data().await;
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("orders.db").display()
+    );
+    let inputs = json!({"source": format!("{base}/orders.json"), "database": database});
+    let revenue = json!([
+        {"customer": "Ada Lovelace", "orders": 2, "revenue": 18.5},
+        {"customer": "Grace Hopper", "orders": 1, "revenue": 18.0}
+    ]);
+    for _ in 0..2 {
+        let outcome = run("http-to-sql.yaml", inputs.clone()).await;
+        // Three paid orders; the second run updates the same three rows.
+        assert_eq!(output(&outcome, "stored"), json!(3));
+        assert_eq!(output(&outcome, "revenue"), revenue);
+    }
+    // A source that is down fails the fetch, after its retries, naming it.
+    let down = json!({"source": "http://127.0.0.1:9/orders.json", "database": inputs["database"]});
+    let loaded = load("http-to-sql.yaml");
+    let err = Engine::new()
+        .run(
+            &loaded.flow,
+            Inputs::from_json(down.as_object().cloned().unwrap()),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("node `fetch` failed"), "{err}");
+}
+
 #[test]
 fn every_example_is_covered() {
     let mut names: Vec<String> = std::fs::read_dir(flows_dir())
@@ -169,6 +221,7 @@ fn every_example_is_covered() {
             "expressions.yaml",
             "for-each.yaml",
             "hello.yaml",
+            "http-to-sql.yaml",
             "parallel.yaml"
         ],
         "a new example needs a test here"

@@ -72,6 +72,7 @@ pub struct EmailSend {
     /// A user name and the secret holding the password (`AUTH PLAIN` or
     /// `LOGIN`, as the server offers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "EmailAuth")]
     pub auth: Option<EmailAuth>,
     /// The sender, `robot@example.com` or `Robot <robot@example.com>`.
     #[serde(deserialize_with = "mailbox")]
@@ -370,6 +371,15 @@ fn smtp_error(server: &str, error: &lettre::transport::smtp::Error) -> NodeError
         }
         cause = c.source();
     }
+    if let Some(tls) = rustls_error(error) {
+        let hint = match tls {
+            rustls::Error::InvalidCertificate(_) => {
+                " (for a server with a private certificate, give its CA in `ca_file`)"
+            }
+            _ => "",
+        };
+        return NodeError::permanent(format!("{server}: TLS failed: {tls}{hint}"));
+    }
     if error.is_permanent() {
         NodeError::permanent(format!("{server} refused: {words}"))
     } else if error.is_transient() {
@@ -381,6 +391,25 @@ fn smtp_error(server: &str, error: &lettre::transport::smtp::Error) -> NodeError
     } else {
         NodeError::retryable(format!("{server}: {words}"))
     }
+}
+
+/// The TLS library's error under `error`, if that is what failed.
+fn rustls_error(error: &lettre::transport::smtp::Error) -> Option<&rustls::Error> {
+    let mut cause = std::error::Error::source(error);
+    while let Some(c) = cause {
+        if let Some(tls) = c.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(tls) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls);
+        }
+        cause = c.source();
+    }
+    None
 }
 
 // ------------------------------------------------------------ transports

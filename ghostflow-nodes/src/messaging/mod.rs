@@ -48,7 +48,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ghostflow::Registry;
 use indexmap::IndexMap;
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use self::mqtt::{MqttAuth, MqttPublish, MqttPublishInput, MqttPublishOutput, Qos};
@@ -193,13 +193,11 @@ pub(crate) fn header_map<'de, D: Deserializer<'de>>(
 /// `url` without its password (user names are kept), for messages.
 pub(crate) fn display_url(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("***"));
-            }
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
             parsed.to_string()
         }
-        Err(_) => url.to_owned(),
+        _ => url.to_owned(),
     }
 }
 
@@ -212,6 +210,53 @@ pub(crate) fn positive_duration<'de, D: Deserializer<'de>>(
         return Err(serde::de::Error::custom("must be longer than zero"));
     }
     Ok(duration)
+}
+
+/// The schema of an externally tagged enum whose variants all carry
+/// fields (`set: {key: ...}`), as one object with a property per variant
+/// and exactly one of them. The loader then reports a mistake inside a
+/// variant at its own path (`command.set.ttl`), and an unknown variant as
+/// an unknown field with a suggestion, where a `oneOf` would only say that
+/// no variant matched.
+pub(crate) fn one_key_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    let schema = T::json_schema(generator);
+    let value = schema.as_value();
+    let Some(variants) = value.get("oneOf").and_then(serde_json::Value::as_array) else {
+        return schema;
+    };
+    let mut properties = serde_json::Map::new();
+    for variant in variants {
+        match variant
+            .get("properties")
+            .and_then(serde_json::Value::as_object)
+        {
+            Some(props) if props.len() == 1 => {
+                for (name, property) in props {
+                    let mut property = property.clone();
+                    if let (Some(object), Some(description)) =
+                        (property.as_object_mut(), variant.get("description"))
+                    {
+                        object
+                            .entry("description")
+                            .or_insert_with(|| description.clone());
+                    }
+                    properties.insert(name.clone(), property);
+                }
+            }
+            _ => return schema,
+        }
+    }
+    let mut merged = serde_json::json!({
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": false,
+        "minProperties": 1,
+        "maxProperties": 1
+    });
+    if let Some(description) = value.get("description") {
+        merged["description"] = description.clone();
+    }
+    Schema::try_from(merged).unwrap_or(schema)
 }
 
 fn yes() -> bool {

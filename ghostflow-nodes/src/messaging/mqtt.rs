@@ -68,6 +68,7 @@ pub struct MqttPublish {
     pub port: u16,
     /// A user name and the secret holding the password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "MqttAuth")]
     pub auth: Option<MqttAuth>,
     /// The client id; by default a unique one per engine. Brokers drop a
     /// connection when another client connects with the same id.

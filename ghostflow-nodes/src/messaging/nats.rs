@@ -72,6 +72,7 @@ pub struct NatsPublish {
     /// Credentials: `user_password: {username, password_secret}` or
     /// `token: {token_secret}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::one_key_of::<NatsAuth>")]
     pub auth: Option<NatsAuth>,
     /// The subject, such as `orders.created`; no wildcards.
     #[serde(deserialize_with = "publish_subject")]
@@ -259,6 +260,7 @@ pub struct NatsRequest {
     /// Credentials: `user_password: {username, password_secret}` or
     /// `token: {token_secret}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::one_key_of::<NatsAuth>")]
     pub auth: Option<NatsAuth>,
     /// The subject the service listens on; no wildcards.
     #[serde(deserialize_with = "publish_subject")]

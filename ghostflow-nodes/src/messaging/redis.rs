@@ -65,6 +65,7 @@ pub struct Redis {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_secret: Option<String>,
     /// The command and its arguments, such as `get: { key: user:1 }`.
+    #[schemars(schema_with = "super::one_key_of::<RedisCommand>")]
     pub command: RedisCommand,
     /// How values are stored and read back: `text` or `json`.
     #[serde(default)]
@@ -121,9 +122,11 @@ pub enum RedisCommand {
             deserialize_with = "ttl",
             skip_serializing_if = "Option::is_none"
         )]
+        #[schemars(with = "DurationText")]
         ttl: Option<DurationText>,
         /// `nx` (only if absent) or `xx` (only if present).
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "SetCondition")]
         condition: Option<SetCondition>,
     },
     /// `DEL key...`: how many keys were deleted.
@@ -175,6 +178,7 @@ pub enum RedisCommand {
         /// The elements, when the `value` input (a list, or one element)
         /// is not connected.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "Vec<serde_json::Value>")]
         values: Option<Vec<serde_json::Value>>,
     },
     /// `RPUSH key value...`: the list's new length.
@@ -185,6 +189,7 @@ pub enum RedisCommand {
         /// The elements, when the `value` input (a list, or one element)
         /// is not connected.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "Vec<serde_json::Value>")]
         values: Option<Vec<serde_json::Value>>,
     },
     /// `LPOP key [count]`: the element or `null`; with `count`, a list.
@@ -194,6 +199,7 @@ pub enum RedisCommand {
         key: String,
         /// Pop up to this many elements, as a list.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "u32")]
         count: Option<u32>,
     },
     /// `RPOP key [count]`: the element or `null`; with `count`, a list.
@@ -203,6 +209,7 @@ pub enum RedisCommand {
         key: String,
         /// Pop up to this many elements, as a list.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "u32")]
         count: Option<u32>,
     },
     /// `LRANGE key start stop`: the elements, a list.
@@ -224,6 +231,7 @@ pub enum RedisCommand {
         key: String,
         /// The fields, when the `value` input (an object) is not connected.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "IndexMap<String, serde_json::Value>")]
         fields: Option<IndexMap<String, serde_json::Value>>,
     },
     /// `HGET key field`: the value, or `null`.
@@ -257,6 +265,7 @@ pub enum RedisCommand {
         /// The members, when the `value` input (a list, or one member) is
         /// not connected.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "Vec<serde_json::Value>")]
         members: Option<Vec<serde_json::Value>>,
     },
     /// `SMEMBERS key`: the members, a sorted list.
@@ -304,7 +313,7 @@ impl Run for Redis {
                 let url = ctx.secret(secret)?.expose().trim().to_owned();
                 check_url(&url).map_err(|reason| {
                     NodeError::permanent(format!(
-                        "config.url_secret: secret `{secret}` is not a Redis URL: {reason}"
+                        "config.url_secret: secret `{secret}` is not a Redis URL; {reason}"
                     ))
                 })?;
                 url
@@ -687,9 +696,9 @@ fn minus_one() -> i64 {
 
 /// Whether `url` is a Redis URL the client understands.
 fn check_url(url: &str) -> Result<(), String> {
-    redis::Client::open(url)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    redis::Client::open(url).map(|_| ()).map_err(|_| {
+        "write it as redis://[[user]:password@]host[:port][/db], or rediss:// for TLS".to_owned()
+    })
 }
 
 fn redis_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {

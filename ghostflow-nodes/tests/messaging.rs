@@ -995,9 +995,9 @@ async fn mqtt_subscriber(
                     }
                 }
                 rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish)) => {
-                    if tx.send(publish).is_err() {
-                        return;
-                    }
+                    // The test may have stopped listening; the loop ends
+                    // when the subscriber disconnects.
+                    let _ = tx.send(publish);
                 }
                 _ => {}
             }
@@ -1198,11 +1198,16 @@ fn mqtt_bad_configs_fail_when_the_flow_loads() {
 
 // --------------------------------------------------------- Slack, Discord
 
+/// One request a webhook got: path, query, content type, JSON body.
+type Request = (String, Option<String>, String, Value);
+
+/// Every request so far.
+type Seen = Arc<Mutex<Vec<Request>>>;
+
 /// A local server answering as Slack's and Discord's webhooks do.
 struct Hooks {
     addr: SocketAddr,
-    /// Every request: path, query, content type, JSON body.
-    seen: Arc<Mutex<Vec<(String, Option<String>, String, Value)>>>,
+    seen: Seen,
 }
 
 impl Hooks {
@@ -1210,12 +1215,10 @@ impl Hooks {
         format!("http://{}{path}", self.addr)
     }
 
-    fn seen(&self) -> Vec<(String, Option<String>, String, Value)> {
+    fn seen(&self) -> Vec<Request> {
         self.seen.lock().unwrap().clone()
     }
 }
-
-type Seen = Arc<Mutex<Vec<(String, Option<String>, String, Value)>>>;
 
 fn record(
     seen: &Seen,

@@ -52,8 +52,9 @@ use super::{display_url, lock, positive_duration};
 #[node(input = RedisInput, output = RedisOutput, category = "messaging")]
 #[serde(deny_unknown_fields)]
 pub struct Redis {
-    /// The server, `redis://[:password@]host[:port][/db]` (or `rediss://`
-    /// for TLS); default `redis://127.0.0.1:6379`. Put a URL with a
+    /// The server, `redis://[[user]:password@]host[:port][/db]`; default
+    /// `redis://127.0.0.1:6379`. The client is built without TLS, so
+    /// `rediss://` is refused when the node connects. Put a URL with a
     /// password in a secret and name it in `url_secret` instead.
     #[serde(
         default,
@@ -696,9 +697,9 @@ fn minus_one() -> i64 {
 
 /// Whether `url` is a Redis URL the client understands.
 fn check_url(url: &str) -> Result<(), String> {
-    redis::Client::open(url).map(|_| ()).map_err(|_| {
-        "write it as redis://[[user]:password@]host[:port][/db], or rediss:// for TLS".to_owned()
-    })
+    redis::Client::open(url)
+        .map(|_| ())
+        .map_err(|_| "write it as redis://[[user]:password@]host[:port][/db]".to_owned())
 }
 
 fn redis_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {

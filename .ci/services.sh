@@ -44,3 +44,10 @@ ensure "NATS (JetStream)" 4222 nats-server \
     -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
 ensure Mosquitto 1883 mosquitto \
     mosquitto -d -c /etc/mosquitto/mosquitto.conf
+
+# The email tests run a real SMTP server, Python's aiosmtpd
+# (ghostflow-nodes/tests/peers/smtp_peer.py); install it when missing.
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+    echo "services: installing aiosmtpd (PyPI) for the SMTP test peer"
+    python3 -m pip install --quiet aiosmtpd
+fi

@@ -1,11 +1,25 @@
 //! Ready-made nodes for GhostFlow, one cargo feature per family.
 //!
-//! | feature   | nodes |
-//! |-----------|-------|
-//! | `control` | [`control::If`], [`control::Switch`], [`control::Merge`], [`control::ForEach`], [`control::Subflow`], [`control::Delay`], [`control::Fail`], [`control::Passthrough`] |
-//! | `data`    | [`data::Set`] |
-//! | `text`    | [`text::Template`] |
-//! | `http`    | [`http::HttpRequest`], [`http::Graphql`] |
+//! | feature     | nodes |
+//! |-------------|-------|
+//! | `control`   | [`control::If`], [`control::Switch`], [`control::Merge`], [`control::ForEach`], [`control::Subflow`], [`control::Delay`], [`control::Fail`], [`control::Passthrough`] |
+//! | `data`      | [`data::Set`], [`data::Transform`], [`data::Filter`], [`data::Sort`], [`data::Limit`], [`data::Deduplicate`], [`data::Aggregate`], [`data::SplitOut`], [`data::JsonParse`], [`data::JsonStringify`], [`data::CsvParse`], [`data::CsvWrite`], [`data::DatetimeParse`], [`data::DatetimeFormat`], [`data::DatetimeAdd`], [`data::DatetimeDiff`], [`data::DatetimeStartOf`] |
+//! | `text`      | [`text::Template`], [`text::RegexMatch`], [`text::RegexExtract`], [`text::RegexReplace`], [`text::Hash`], [`text::Hmac`], [`text::Base64`] |
+//! | `http`      | [`http::HttpRequest`], [`http::Graphql`] |
+//! | `file`      | [`file::FileRead`], [`file::FileWrite`], [`file::FileList`] (under a [`file::FileRoot`]) |
+//! | `sql`       | [`sql::SqlQuery`], [`sql::SqlQueryOne`], [`sql::SqlExecute`] |
+//! | `messaging` | [`messaging::NatsPublish`], [`messaging::NatsRequest`], [`messaging::Redis`], [`messaging::MqttPublish`], [`messaging::SlackMessage`], [`messaging::DiscordMessage`] |
+//! | `email`     | [`email::EmailSend`] |
+//!
+//! Every family is a default feature; turn off default features and pick
+//! the families you need to build less.
+//!
+//! Rate limits and circuit breakers are engine policies
+//! ([`ghostflow::RateLimit`], [`ghostflow::CircuitBreaker`]), not nodes:
+//! a policy wraps any node's attempts (`rate_limit: 20/min` on an
+//! `http_request` or a `sql_execute` alike), shares its budget by key across
+//! executions, and composes with retries and concurrency limits, where a
+//! node would have to sit in front of every call it guards.
 //!
 //! [`register_all`] adds every node compiled in to a [`Registry`], so that
 //! flow documents can name them; [`specs`] lists their specs.
@@ -70,6 +84,19 @@ pub fn register_all(registry: &mut Registry) -> &mut Registry {
 }
 
 /// The JSON kind of a value, for messages ("an array", "a string").
+#[cfg_attr(
+    not(any(
+        feature = "control",
+        feature = "data",
+        feature = "text",
+        feature = "http",
+        feature = "file",
+        feature = "sql",
+        feature = "messaging",
+        feature = "email"
+    )),
+    expect(dead_code, reason = "used by every family, and no family is enabled")
+)]
 pub(crate) fn kind(value: &serde_json::Value) -> &'static str {
     match value {
         serde_json::Value::Null => "null",

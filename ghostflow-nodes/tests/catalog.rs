@@ -135,3 +135,45 @@ fn enum_mistakes_list_the_choices() {
         r#""retry" is not one of "fail", "skip", "collect""#
     );
 }
+
+/// The whole catalog with every family on: a node type that disappears or
+/// changes its name or category is a change users see.
+#[cfg(all(
+    feature = "control",
+    feature = "data",
+    feature = "text",
+    feature = "http",
+    feature = "file",
+    feature = "sql",
+    feature = "messaging",
+    feature = "email"
+))]
+#[test]
+fn every_family_registers_its_nodes() {
+    let mut by_category: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for spec in ghostflow_nodes::specs() {
+        by_category
+            .entry(spec.category.clone())
+            .or_default()
+            .push(spec.type_name.clone());
+    }
+    let expected = serde_json::json!({
+        "control": ["delay", "fail", "for_each", "if", "merge", "passthrough", "subflow", "switch"],
+        "data": [
+            "aggregate", "csv_parse", "csv_write", "datetime_add", "datetime_diff",
+            "datetime_format", "datetime_parse", "datetime_start_of", "deduplicate", "filter",
+            "json_parse", "json_stringify", "limit", "set", "sort", "split_out", "transform"
+        ],
+        "email": ["email_send"],
+        "file": ["file_list", "file_read", "file_write"],
+        "http": ["graphql", "http_request"],
+        "messaging": [
+            "discord_message", "mqtt_publish", "nats_publish", "nats_request", "redis",
+            "slack_message"
+        ],
+        "sql": ["sql_execute", "sql_query", "sql_query_one"],
+        "text": ["base64", "hash", "hmac", "regex_extract", "regex_match", "regex_replace", "template"]
+    });
+    assert_eq!(serde_json::to_value(&by_category).unwrap(), expected);
+    assert_eq!(ghostflow_nodes::specs().len(), 47);
+}

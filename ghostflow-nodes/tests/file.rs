@@ -1,8 +1,8 @@
-#![cfg(feature = "file")]
-#![cfg(unix)]
 //! The file nodes against real files: each test makes its own temporary
 //! directory holding the file root (`root/`) and, beside it, a directory
 //! the flows must never reach (`outside/`).
+#![cfg(feature = "file")]
+#![cfg(unix)]
 
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
-#![cfg(feature = "text")]
 //! The text nodes run in flows (mostly written as documents) with
 //! `Engine`: regular expressions, digests, HMAC signatures, base64.
+#![cfg(feature = "text")]
 
 use ghostflow::document::{Document, Format, Loader};
 use ghostflow::{Engine, Error, Flow, Inputs, MapSecrets, NodeFailure, NodeStatus, Outcome};

@@ -2,32 +2,20 @@
 //! registry, and flows made with the typed builder. The peers of this
 //! family are in the process (the values themselves), so nothing external
 //! is needed.
+
 // The crate's doc comes before the gate, so that a build without the
 // feature still has one (`missing_docs`).
 #![cfg(feature = "data")]
 
-use ghostflow::document::{Document, Format, Loader};
+mod common;
+use common::{load, load_error};
+
+use ghostflow::document::Document;
 use ghostflow::{Engine, Flow, Inputs, NodeFailure, NodeStatus, Outcome};
 use ghostflow_nodes::data::{Sort, SortKey, SortOrder, Transform};
 use serde_json::{Map, Value, json};
 
 // ------------------------------------------------------------------ helpers
-
-fn load(yaml: &str) -> Flow {
-    let registry = ghostflow_nodes::registry();
-    Loader::new(&registry)
-        .load_bytes(yaml.as_bytes(), Format::Yaml, None)
-        .unwrap_or_else(|e| panic!("{e}\n{yaml}"))
-        .flow
-}
-
-fn load_error(yaml: &str) -> String {
-    let registry = ghostflow_nodes::registry();
-    match Loader::new(&registry).load_bytes(yaml.as_bytes(), Format::Yaml, None) {
-        Ok(_) => panic!("loaded:\n{yaml}"),
-        Err(e) => e.to_string(),
-    }
-}
 
 /// A flow of one node `n` of `node_type` with `config`, a flow input for
 /// each key of `inputs` wired to the input port of that name, and a flow

@@ -5,6 +5,9 @@
 //! accepts; the tests read the envelope and the raw message back.
 #![cfg(feature = "email")]
 
+mod common;
+use common::{load, load_error};
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,7 +15,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use ghostflow::document::{Document, Format, Loader};
+use ghostflow::document::Document;
 use ghostflow::{Engine, Error, Flow, Inputs, MapSecrets, NodeFailure, NodeStatus, Outcome};
 use ghostflow_nodes::email::EmailSend;
 use serde_json::{Value, json};
@@ -160,14 +163,6 @@ impl Received {
 }
 
 // ------------------------------------------------------------------ helpers
-
-fn load(yaml: &str) -> Flow {
-    let registry = ghostflow_nodes::registry();
-    Loader::new(&registry)
-        .load_bytes(yaml.as_bytes(), Format::Yaml, None)
-        .unwrap_or_else(|e| panic!("{e}\n{yaml}"))
-        .flow
-}
 
 /// A flow of one `email_send` with `config`; a flow input `attachments`
 /// when `with_attachments`.
@@ -514,14 +509,10 @@ fn bad_configs_fail_when_the_flow_loads_naming_the_field() {
             "unknown field `password`",
         ),
     ] {
-        let registry = ghostflow_nodes::registry();
         let yaml = format!(
             "version: 1\nname: bad\nnodes:\n  - id: mail\n    type: email_send\n    config: {config}\n"
         );
-        let err = Loader::new(&registry)
-            .load_bytes(yaml.as_bytes(), Format::Yaml, None)
-            .unwrap_err()
-            .to_string();
+        let err = load_error(&yaml);
         assert!(
             err.contains(expected),
             "{config}: `{err}` lacks `{expected}`"

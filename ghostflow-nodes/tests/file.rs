@@ -4,11 +4,14 @@
 #![cfg(feature = "file")]
 #![cfg(unix)]
 
+mod common;
+use common::{load, load_error};
+
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use ghostflow::document::{Document, Format, Loader};
+use ghostflow::document::Document;
 use ghostflow::{Engine, Error, Flow, Inputs, NodeFailure, NodeStatus, Outcome};
 use ghostflow_nodes::file::{FileList, FileRead, FileRoot, FileWrite, IfExists, WriteFormat};
 use serde_json::{Value, json};
@@ -77,22 +80,6 @@ impl Sandbox {
         walk(self.dir.path(), self.dir.path(), &mut out);
         out.sort();
         out
-    }
-}
-
-fn load(yaml: &str) -> Flow {
-    let registry = ghostflow_nodes::registry();
-    Loader::new(&registry)
-        .load_bytes(yaml.as_bytes(), Format::Yaml, None)
-        .unwrap_or_else(|e| panic!("{e}\n{yaml}"))
-        .flow
-}
-
-fn load_error(yaml: &str) -> String {
-    let registry = ghostflow_nodes::registry();
-    match Loader::new(&registry).load_bytes(yaml.as_bytes(), Format::Yaml, None) {
-        Ok(_) => panic!("the document loaded:\n{yaml}"),
-        Err(e) => e.to_string(),
     }
 }
 

@@ -3,6 +3,9 @@
 //! as documents) with `Engine`.
 #![cfg(feature = "http")]
 
+mod common;
+use common::{load, load_error};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use ghostflow::document::{Document, Format, Loader};
+use ghostflow::document::Document;
 use ghostflow::{
     ChannelSink, Engine, Error, EventKind, Flow, Inputs, MapSecrets, NodeFailure, NodeStatus,
     Outcome,
@@ -287,14 +290,6 @@ async fn graphql_endpoint(headers: HeaderMap, body: Bytes) -> Response {
 }
 
 // ------------------------------------------------------------------ helpers
-
-fn load(yaml: &str) -> Flow {
-    let registry = ghostflow_nodes::registry();
-    Loader::new(&registry)
-        .load_bytes(yaml.as_bytes(), Format::Yaml, None)
-        .unwrap_or_else(|e| panic!("{e}\n{yaml}"))
-        .flow
-}
 
 /// A flow of one node of `node_type` with `config` (as JSON, which is
 /// YAML too), extra node keys (`retry`, `timeout`...), and every output.
@@ -1089,7 +1084,6 @@ async fn the_network_policy_refuses_private_addresses_when_set() {
 
 #[tokio::test]
 async fn bad_configs_fail_when_the_flow_loads_naming_the_field() {
-    let registry = ghostflow_nodes::registry();
     for (config, expected) in [
         (
             r#"{ url: "http://x/", method: FETCH }"#,
@@ -1116,10 +1110,7 @@ async fn bad_configs_fail_when_the_flow_loads_naming_the_field() {
         let yaml = format!(
             "version: 1\nname: bad\nnodes:\n  - id: call\n    type: http_request\n    config: {config}\n"
         );
-        let err = Loader::new(&registry)
-            .load_bytes(yaml.as_bytes(), Format::Yaml, None)
-            .unwrap_err()
-            .to_string();
+        let err = load_error(&yaml);
         assert!(
             err.contains(expected),
             "{config}: `{err}` lacks `{expected}`"
@@ -1127,10 +1118,7 @@ async fn bad_configs_fail_when_the_flow_loads_naming_the_field() {
     }
     // The method is checked against the schema's list.
     let yaml = "version: 1\nname: bad\nnodes:\n  - id: call\n    type: http_request\n    config: { url: \"http://x/\", method: FETCH }\n";
-    let err = Loader::new(&registry)
-        .load_bytes(yaml.as_bytes(), Format::Yaml, None)
-        .unwrap_err()
-        .to_string();
+    let err = load_error(yaml);
     assert!(err.contains("FETCH"), "{err}");
 }
 
@@ -1356,12 +1344,8 @@ async fn graphql_against_a_closed_port_is_retryable() {
 
 #[tokio::test]
 async fn graphql_bad_config_fails_when_the_flow_loads() {
-    let registry = ghostflow_nodes::registry();
     let yaml = "version: 1\nname: bad\nnodes:\n  - id: q\n    type: graphql\n    config: { endpoint: \"http://x/graphql\", variables: [1] }\n";
-    let err = Loader::new(&registry)
-        .load_bytes(yaml.as_bytes(), Format::Yaml, None)
-        .unwrap_err()
-        .to_string();
+    let err = load_error(yaml);
     assert!(
         err.contains("nodes[0].config: missing field `query`"),
         "{err}"

@@ -4,6 +4,9 @@
 //! its own subject, key prefix, topic or stream, so runs never collide.
 #![cfg(feature = "messaging")]
 
+mod common;
+use common::{load, load_error};
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::StreamExt;
-use ghostflow::document::{Document, Format, Loader};
+use ghostflow::document::Document;
 use ghostflow::{Engine, Error, Flow, Inputs, MapSecrets, NodeFailure, NodeStatus, Outcome};
 use ghostflow_nodes::messaging::{MqttPublish, NatsPublish, Qos, Redis, RedisCommand};
 use serde_json::{Value, json};
@@ -39,23 +42,6 @@ fn fastrand_suffix() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos()
-}
-
-fn load(yaml: &str) -> Flow {
-    let registry = ghostflow_nodes::registry();
-    Loader::new(&registry)
-        .load_bytes(yaml.as_bytes(), Format::Yaml, None)
-        .unwrap_or_else(|e| panic!("{e}\n{yaml}"))
-        .flow
-}
-
-/// The error of loading `yaml`.
-fn load_error(yaml: &str) -> String {
-    let registry = ghostflow_nodes::registry();
-    match Loader::new(&registry).load_bytes(yaml.as_bytes(), Format::Yaml, None) {
-        Ok(_) => panic!("the flow loaded:\n{yaml}"),
-        Err(e) => e.to_string(),
-    }
 }
 
 /// A one-node flow: a flow input `value` (any JSON) connected to `input`

@@ -6,13 +6,16 @@
 //! counter, and drops it when it ends, also when it fails.
 #![cfg(feature = "sql")]
 
+mod common;
+use common::{load, load_error};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use ghostflow::document::{Document, Format, Loader};
+use ghostflow::document::Document;
 use ghostflow::{Engine, Error, Flow, Inputs, MapSecrets, NodeError, NodeFailure, NodeStatus};
 use ghostflow_nodes::sql::{SqlExecute, SqlQuery, Statements};
 use serde_json::{Map, Value, json};
@@ -239,22 +242,6 @@ impl Db {
 }
 
 // ------------------------------------------------------------------ helpers
-
-fn load(yaml: &str) -> Flow {
-    let registry = ghostflow_nodes::registry();
-    Loader::new(&registry)
-        .load_bytes(yaml.as_bytes(), Format::Yaml, None)
-        .unwrap_or_else(|e| panic!("{e}\n{yaml}"))
-        .flow
-}
-
-fn load_err(yaml: &str) -> String {
-    let registry = ghostflow_nodes::registry();
-    match Loader::new(&registry).load_bytes(yaml.as_bytes(), Format::Yaml, None) {
-        Err(e) => e.to_string(),
-        Ok(_) => panic!("expected the document to be refused:\n{yaml}"),
-    }
-}
 
 fn outputs_of(node_type: &str) -> &'static [&'static str] {
     match node_type {
@@ -1509,7 +1496,7 @@ fn bad_configs_fail_when_the_flow_loads_at_their_paths() {
         let yaml = format!(
             "version: 1\nname: bad\nnodes:\n  - id: db\n    type: {node_type}\n    config: {config}\n"
         );
-        let err = load_err(&yaml);
+        let err = load_error(&yaml);
         assert!(
             err.contains(expected),
             "{config}: `{err}` lacks `{expected}`"

@@ -2,7 +2,10 @@
 //! `Engine`: regular expressions, digests, HMAC signatures, base64.
 #![cfg(feature = "text")]
 
-use ghostflow::document::{Document, Format, Loader};
+mod common;
+use common::{load, load_error};
+
+use ghostflow::document::Document;
 use ghostflow::{Engine, Error, Flow, Inputs, MapSecrets, NodeFailure, NodeStatus, Outcome};
 use ghostflow_nodes::text::{
     Base64, Base64Mode, DataFormat, DigestEncoding, GroupRef, Hash, HashAlgorithm, RegexExtract,
@@ -11,23 +14,6 @@ use ghostflow_nodes::text::{
 use serde_json::{Value, json};
 
 // ------------------------------------------------------------------ helpers
-
-fn load(yaml: &str) -> Flow {
-    let registry = ghostflow_nodes::registry();
-    Loader::new(&registry)
-        .load_bytes(yaml.as_bytes(), Format::Yaml, None)
-        .unwrap_or_else(|e| panic!("{e}\n{yaml}"))
-        .flow
-}
-
-/// The load error of a document.
-fn load_error(yaml: &str) -> String {
-    let registry = ghostflow_nodes::registry();
-    match Loader::new(&registry).load_bytes(yaml.as_bytes(), Format::Yaml, None) {
-        Ok(_) => panic!("the document loaded:\n{yaml}"),
-        Err(e) => e.to_string(),
-    }
-}
 
 /// A flow with a flow input `text` into one node of `node_type` with
 /// `config` (JSON, which is YAML too); every output port in `outputs`

@@ -26,6 +26,39 @@ use serde_json::Value;
 
 // ----------------------------------------------------------- config pieces
 
+/// Serde and JSON Schema for a config value written as text and checked
+/// by its `new` when it is read: `text_config!(Type, "SchemaName",
+/// { schema keywords }, "description", |value| &text)`.
+macro_rules! text_config {
+    ($ty:ident, $name:literal, { $($schema:tt)* }, $description:literal, |$v:ident| $text:expr) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let $v = self;
+                serializer.serialize_str($text)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                $ty::new(&text).map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                $name.into()
+            }
+
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                let mut schema = json_schema!({ $($schema)* });
+                schema.insert("description".into(), $description.into());
+                schema
+            }
+        }
+    };
+}
+
 /// A time zone: an IANA name from the bundled database
 /// (`Europe/Paris`, `America/New_York`), `UTC`, or a fixed offset
 /// (`+05:30`, `-08:00`).
@@ -76,31 +109,13 @@ impl TimeZoneName {
     }
 }
 
-impl Serialize for TimeZoneName {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.name)
-    }
-}
-
-impl<'de> Deserialize<'de> for TimeZoneName {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        TimeZoneName::new(&name).map_err(serde::de::Error::custom)
-    }
-}
-
-impl JsonSchema for TimeZoneName {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "TimeZoneName".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "description": "An IANA time zone (`Europe/Paris`), `UTC`, or an offset (`+05:30`).",
-        })
-    }
-}
+text_config!(
+    TimeZoneName,
+    "TimeZoneName",
+    { "type": "string" },
+    "An IANA time zone (`Europe/Paris`), `UTC`, or an offset (`+05:30`).",
+    |zone| &zone.name
+);
 
 /// A strftime pattern (`%Y-%m-%d %H:%M`, `%A %e %B`), checked when the
 /// config is read.
@@ -127,32 +142,13 @@ fn sample() -> Zoned {
     Timestamp::UNIX_EPOCH.to_zoned(TimeZone::UTC)
 }
 
-impl Serialize for Pattern {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Pattern {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Pattern::new(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-impl JsonSchema for Pattern {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "StrftimePattern".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "minLength": 1,
-            "description": "A strftime pattern, such as `%Y-%m-%d %H:%M:%S %:z`.",
-        })
-    }
-}
+text_config!(
+    Pattern,
+    "StrftimePattern",
+    { "type": "string", "minLength": 1 },
+    "A strftime pattern, such as `%Y-%m-%d %H:%M:%S %:z`.",
+    |pattern| &pattern.0
+);
 
 /// A span of time: `1 month 2 days`, `3h 30m`, `-2 weeks`, `90 minutes
 /// ago`, or ISO 8601 (`P1M2D`, `PT90M`).
@@ -186,32 +182,13 @@ impl SpanText {
     }
 }
 
-impl Serialize for SpanText {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.text)
-    }
-}
-
-impl<'de> Deserialize<'de> for SpanText {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        SpanText::new(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-impl JsonSchema for SpanText {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Span".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "minLength": 1,
-            "description": "A span: `1 month 2 days`, `-3h`, `90 minutes ago`, or ISO 8601 `P1M2D`.",
-        })
-    }
-}
+text_config!(
+    SpanText,
+    "Span",
+    { "type": "string", "minLength": 1 },
+    "A span: `1 month 2 days`, `-3h`, `90 minutes ago`, or ISO 8601 `P1M2D`.",
+    |span| &span.text
+);
 
 // ------------------------------------------------------ reading and writing
 

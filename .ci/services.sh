@@ -49,5 +49,5 @@ ensure Mosquitto 1883 mosquitto \
 # (ghostflow-nodes/tests/peers/smtp_peer.py); install it when missing.
 if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
     echo "services: installing aiosmtpd (PyPI) for the SMTP test peer"
-    python3 -m pip install --quiet aiosmtpd
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "aiosmtpd==1.4.6"
 fi

@@ -1098,7 +1098,7 @@ async fn mqtt_broker_down_fails_every_qos_and_the_typed_node_works() {
         let error = node_error(run(&engine, &flow, None).await);
         assert!(
             error.message().starts_with(
-                "MQTT broker 127.0.0.1:9 topic `a/b`: cannot reach MQTT broker 127.0.0.1:9: Connection refused"
+                "MQTT broker 127.0.0.1:9 topic `a/b`: cannot connect: Connection refused"
             ),
             "{error}"
         );

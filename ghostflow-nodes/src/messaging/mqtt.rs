@@ -221,7 +221,7 @@ impl Run for MqttPublish {
             password: password.as_ref().map(|p| p.expose().to_owned()),
         };
         let brokers = ctx.shared(MqttBrokers::default);
-        let broker = brokers.broker(key, &broker_name);
+        let broker = brokers.broker(key);
         let bytes = payload.len() as u64;
         let done = broker.publish(&self.topic, self.qos.rumqttc(), self.retain, payload)?;
         let target = format!("{broker_name} topic `{}`", self.topic);
@@ -329,10 +329,10 @@ impl fmt::Debug for MqttBrokers {
 
 impl MqttBrokers {
     /// The client for `key`, made (and its task started) on first use.
-    fn broker(&self, key: BrokerKey, name: &str) -> Arc<Broker> {
+    fn broker(&self, key: BrokerKey) -> Arc<Broker> {
         lock(&self.brokers)
             .entry(key)
-            .or_insert_with_key(|key| Arc::new(Broker::start(key, name.to_owned())))
+            .or_insert_with_key(|key| Arc::new(Broker::start(key)))
             .clone()
     }
 }
@@ -413,7 +413,7 @@ struct Broker {
 }
 
 impl Broker {
-    fn start(key: &BrokerKey, name: String) -> Self {
+    fn start(key: &BrokerKey) -> Self {
         let client_id = key.client_id.clone().unwrap_or_else(|| {
             format!(
                 "ghostflow-{}-{:016x}",
@@ -437,13 +437,7 @@ impl Broker {
         let waiters = Arc::new(Mutex::new(Waiters::default()));
         let wake = Arc::new(Notify::new());
         let (stop, stopped) = oneshot::channel();
-        tokio::spawn(drive(
-            eventloop,
-            waiters.clone(),
-            wake.clone(),
-            stopped,
-            name,
-        ));
+        tokio::spawn(drive(eventloop, waiters.clone(), wake.clone(), stopped));
         Broker {
             client,
             waiters,
@@ -488,7 +482,6 @@ async fn drive(
     waiters: Arc<Mutex<Waiters>>,
     wake: Arc<Notify>,
     mut stop: oneshot::Receiver<()>,
-    name: String,
 ) {
     loop {
         let idle = eventloop.network.is_none() && lock(&waiters).is_empty();
@@ -544,7 +537,7 @@ async fn drive(
             }
             Ok(_) => {}
             Err(error) => {
-                let (message, retryable) = describe(&error, &name);
+                let (message, retryable) = describe(&error);
                 // Drop rumqttc's copies of what was queued or in flight:
                 // their nodes fail now, and a retry sends them again.
                 eventloop.clean();
@@ -557,8 +550,9 @@ async fn drive(
     }
 }
 
-/// A connection error in words, and whether it may pass.
-fn describe(error: &ConnectionError, name: &str) -> (String, bool) {
+/// A connection error in words (the broker is named by the caller), and
+/// whether it may pass.
+fn describe(error: &ConnectionError) -> (String, bool) {
     match error {
         ConnectionError::ConnectionRefused(code) => {
             let (reason, retryable) = match code {
@@ -577,9 +571,9 @@ fn describe(error: &ConnectionError, name: &str) -> (String, bool) {
                 retryable,
             )
         }
-        ConnectionError::Io(e) => (format!("cannot reach {name}: {e}"), true),
-        ConnectionError::NetworkTimeout => (format!("cannot reach {name}: timed out"), true),
-        other => (format!("connection to {name} failed: {other}"), true),
+        ConnectionError::Io(e) => (format!("cannot connect: {e}"), true),
+        ConnectionError::NetworkTimeout => ("cannot connect: timed out".to_owned(), true),
+        other => (format!("the connection failed: {other}"), true),
     }
 }
 

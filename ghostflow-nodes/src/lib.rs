@@ -24,6 +24,8 @@
 //! [`register_all`] adds every node compiled in to a [`Registry`], so that
 //! flow documents can name them; [`specs`] lists their specs.
 
+#[cfg(feature = "ai")]
+pub mod ai;
 #[cfg(feature = "control")]
 pub mod control;
 #[cfg(feature = "data")]
@@ -80,6 +82,8 @@ pub fn register_all(registry: &mut Registry) -> &mut Registry {
     messaging::register(registry);
     #[cfg(feature = "email")]
     email::register(registry);
+    #[cfg(feature = "ai")]
+    ai::register(registry);
     registry
 }
 
@@ -93,7 +97,8 @@ pub fn register_all(registry: &mut Registry) -> &mut Registry {
         feature = "file",
         feature = "sql",
         feature = "messaging",
-        feature = "email"
+        feature = "email",
+        feature = "ai"
     )),
     expect(dead_code, reason = "used by every family, and no family is enabled")
 )]

@@ -1015,8 +1015,7 @@ fn completion(call: &ChatCall, answer: &Answer, shared: &Shared) -> Value {
             "finish_reason": finish_reason(&answer.finish)
         }],
         "usage": usage(answer),
-        "service_tier": "default",
-        "system_fingerprint": shared.ids.fingerprint()
+        "service_tier": "default"
     })
 }
 
@@ -1208,7 +1207,7 @@ pub(crate) async fn embeddings(shared: &Arc<Shared>, headers: &HeaderMap, body: 
                     } else {
                         json!(vector)
                     };
-                    json!({"object": "embedding", "index": index, "embedding": embedding})
+                    json!({"object": "embedding", "embedding": embedding, "index": index})
                 })
                 .collect();
             let tokens: u64 = inputs.iter().map(|i| chat::tokens(i).max(1)).sum();

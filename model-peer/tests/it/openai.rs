@@ -637,6 +637,12 @@ async fn requests_are_validated_field_by_field() {
     assert_eq!(error["param"], "tool_choice");
     let error = refused(
         &peer,
+        json!({"model": "m", "messages": hello(), "parallel_tool_calls": false}),
+    )
+    .await;
+    assert_eq!(error["param"], "parallel_tool_calls");
+    let error = refused(
+        &peer,
         json!({"model": "m", "messages": hello(), "tools": [{"type": "function", "function": {"name": "bad name"}}]}),
     )
     .await;

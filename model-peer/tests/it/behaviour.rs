@@ -6,7 +6,9 @@ use std::time::Duration;
 use ghostflow_model_peer::{ModelPeer, Protocol, Reply};
 use serde_json::{Value, json};
 
-use crate::common::{ANTHROPIC, client, finish, ndjson, post, post_raw, post_with, sse};
+use crate::common::{
+    ANTHROPIC, client, finish, json_request, ndjson, post, post_raw, post_with, sse,
+};
 
 fn openai(peer: &ModelPeer, stream: bool) -> (String, Value) {
     (
@@ -201,7 +203,7 @@ async fn a_stalled_stream_is_seen_closing_when_the_client_goes_away() {
     let peer = ModelPeer::start().await;
     peer.push(Reply::text("one two three four").stall_after(3));
     let (url, body) = openai(&peer, true);
-    let mut response = client().post(&url).json(&body).send().await.unwrap();
+    let mut response = json_request(&url, &body).send().await.unwrap();
     let mut received = Vec::new();
     while !String::from_utf8_lossy(&received).contains(" two") {
         let chunk = response.chunk().await.unwrap().expect("the stream goes on");
@@ -224,8 +226,9 @@ async fn a_delayed_reply_waits_on_the_tokio_clock() {
     peer.push(Reply::text("late").delay(Duration::from_secs(300)));
     let (url, body) = openai(&peer, false);
     let mut request = tokio::spawn(async move {
-        let response = client().post(&url).json(&body).send().await?;
-        response.json::<Value>().await
+        let response = json_request(&url, &body).send().await?;
+        let bytes = response.bytes().await?;
+        Ok::<Value, reqwest::Error>(serde_json::from_slice(&bytes).expect("a JSON answer"))
     });
     // Busy until the peer has the request (and so took the reply): the
     // paused clock cannot advance before.

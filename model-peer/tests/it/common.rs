@@ -72,11 +72,19 @@ pub(crate) async fn finish(mut response: reqwest::Response) -> Exchange {
 
 /// POSTs a JSON body with these extra headers and reads the whole answer.
 pub(crate) async fn post_with(url: &str, headers: &[(&str, &str)], body: &Value) -> Exchange {
-    let mut request = client().post(url).json(body);
+    let mut request = json_request(url, body);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
     finish(request.send().await.expect("the peer answers")).await
+}
+
+/// A POST with a JSON body.
+pub(crate) fn json_request(url: &str, body: &Value) -> reqwest::RequestBuilder {
+    client()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
 }
 
 /// POSTs a JSON body and reads the whole answer.

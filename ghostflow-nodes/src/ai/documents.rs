@@ -534,11 +534,9 @@ fn front_matter_title(front_matter: &str) -> Option<String> {
 
 /// HTML as readable text, with its `<title>`.
 fn html(source: &str, references: bool) -> Result<Loaded, NodeError> {
-    let config = if references {
-        html2text::config::plain().link_footnotes(true)
-    } else {
-        html2text::config::plain_no_decorate()
-    };
+    let config = html2text::config::plain_no_decorate()
+        .no_table_borders()
+        .link_footnotes(references);
     // Wide enough that paragraphs are not wrapped: lines are the
     // document's own.
     let text = config

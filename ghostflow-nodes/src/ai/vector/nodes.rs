@@ -368,6 +368,9 @@ pub struct VectorSearchInput {
     /// A filter for this run, combined with the configured one (both must
     /// hold); same language.
     pub filter: Option<Value>,
+    /// Any value: connect an output here to search only after that node
+    /// (such as a `vector_upsert`) has run. The value is not used.
+    pub after: Option<Value>,
 }
 
 /// What was found.
@@ -525,6 +528,9 @@ pub struct VectorDeleteInput {
     /// The ids of the records to delete (ids that do not exist are
     /// ignored); in place of a configured filter.
     pub ids: Option<Vec<String>>,
+    /// Any value: connect an output here to delete only after that node
+    /// has run. The value is not used.
+    pub after: Option<Value>,
 }
 
 /// What was deleted.

@@ -1559,7 +1559,7 @@ inputs:
 nodes:
   - id: search
     type: vector_search
-    config: {{ path: none.db, collection: missing }}
+    config: {{ path: none.db }}
     on_error: {policy}
   - id: split
     type: text_split

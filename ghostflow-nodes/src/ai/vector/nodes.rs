@@ -25,8 +25,10 @@ struct Stores {
 
 const NO_ROOT: &str = "no file root: the vector store is a file under a directory the application chooses; give one with `Engine::builder().resource(ghostflow_nodes::file::FileRoot::new(dir))` (the `ghostflow` CLI gives the current directory, or `--file-root DIR`)";
 
-/// The store named by `path` (relative to the engine's file root).
-async fn open_store(ctx: &Context, path: &str) -> Result<SqliteStore, NodeError> {
+/// The store named by `path` (relative to the engine's file root),
+/// created when missing if `create`; else `None` when there is no such
+/// file.
+async fn open_store(ctx: &Context, path: &str, create: bool) -> Result<Option<SqliteStore>, NodeError> {
     let root = ctx
         .resource::<FileRoot>()
         .ok_or_else(|| NodeError::permanent(NO_ROOT))?;
@@ -42,9 +44,13 @@ async fn open_store(ctx: &Context, path: &str) -> Result<SqliteStore, NodeError>
         .map_err(NodeError::permanent)?;
     let stores = ctx.shared::<Stores>(Stores::default);
     let cell = stores.open.lock().entry(full.clone()).or_default().clone();
+    if !create && !cell.initialized() && !full.exists() {
+        return Ok(None);
+    }
     cell.get_or_try_init(|| SqliteStore::open(&full, &shown))
         .await
         .cloned()
+        .map(Some)
         .map_err(StoreError::into_node_error)
 }
 
@@ -344,7 +350,12 @@ impl Run for VectorUpsert {
             .map_err(|e| NodeError::permanent(format!("config.collection: {e}")))?;
         let records = records(input, self.max_records).map_err(NodeError::permanent)?;
         let ids = records.iter().map(|r| r.id.clone()).collect();
-        let store = open_store(ctx, &self.path).await?;
+        let Some(store) = open_store(ctx, &self.path, true).await? else {
+            return Err(NodeError::retryable(format!(
+                "the vector store `{}` could not be created",
+                self.path
+            )));
+        };
         let done = store
             .upsert(&self.collection, records)
             .await
@@ -505,7 +516,12 @@ impl Run for VectorSearch {
             filter,
             min_score: self.min_score,
         };
-        let store = open_store(ctx, &self.path).await?;
+        let Some(store) = open_store(ctx, &self.path, false).await? else {
+            return Err(NodeError::permanent(format!(
+                "the vector store `{}` does not exist: nothing was stored in it yet",
+                self.path
+            )));
+        };
         let matches = store
             .search(&self.collection, &query)
             .await
@@ -609,7 +625,13 @@ impl Run for VectorDelete {
                 ));
             }
         };
-        let store = open_store(ctx, &self.path).await?;
+        let Some(store) = open_store(ctx, &self.path, false).await? else {
+            // No store, no records: nothing to delete.
+            return Ok(VectorDeleteOutput {
+                deleted: 0,
+                count: 0,
+            });
+        };
         let deleted = store
             .delete(&self.collection, &selection)
             .await

@@ -91,13 +91,19 @@ impl OwnIndex {
     /// `path` and syncs the directory.
     fn save(&self, path: &Path) {
         let tmp = path.with_extension("tmp");
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).unwrap());
+        let mut out =
+            std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).unwrap());
         out.write_all(b"GFVS0001").unwrap();
         out.write_all(&(DIMENSION as u32).to_le_bytes()).unwrap();
-        out.write_all(&(self.ids.len() as u64).to_le_bytes()).unwrap();
+        out.write_all(&(self.ids.len() as u64).to_le_bytes())
+            .unwrap();
         for slot in 0..self.ids.len() {
             let meta = Value::Object(self.metadata[slot].clone()).to_string();
-            for field in [self.ids[slot].as_bytes(), self.texts[slot].as_bytes(), meta.as_bytes()] {
+            for field in [
+                self.ids[slot].as_bytes(),
+                self.texts[slot].as_bytes(),
+                meta.as_bytes(),
+            ] {
                 out.write_all(&(field.len() as u32).to_le_bytes()).unwrap();
                 out.write_all(field).unwrap();
             }
@@ -108,7 +114,10 @@ impl OwnIndex {
         let file = out.into_inner().unwrap();
         file.sync_all().unwrap();
         std::fs::rename(&tmp, path).unwrap();
-        std::fs::File::open(path.parent().unwrap()).unwrap().sync_all().unwrap();
+        std::fs::File::open(path.parent().unwrap())
+            .unwrap()
+            .sync_all()
+            .unwrap();
     }
 
     fn load(path: &Path) -> OwnIndex {
@@ -132,7 +141,12 @@ impl OwnIndex {
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect();
-            index.put(Record { id, vector, text, metadata: serde_json::from_str(&meta).unwrap() });
+            index.put(Record {
+                id,
+                vector,
+                text,
+                metadata: serde_json::from_str(&meta).unwrap(),
+            });
         }
         index
     }
@@ -163,7 +177,11 @@ fn fixture(rt: &tokio::runtime::Runtime, n: usize) -> Fixture {
     index.save(&own);
     // Let the first store's connection close before anyone reopens it.
     std::thread::sleep(Duration::from_millis(300));
-    Fixture { _dir: dir, sqlite, own }
+    Fixture {
+        _dir: dir,
+        sqlite,
+        own,
+    }
 }
 
 // ------------------------------------------------------------------ benches
@@ -175,42 +193,65 @@ fn vector_store(c: &mut Criterion) {
         let mut rng = fastrand::Rng::with_seed(11);
 
         let mut group = c.benchmark_group(format!("vector_store/{n}"));
-        group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(4));
 
         // Search: one flat index (both designs keep the same).
-        let store = rt.block_on(SqliteStore::open(&fx.sqlite, "store.db")).unwrap();
+        let store = rt
+            .block_on(SqliteStore::open(&fx.sqlite, "store.db"))
+            .unwrap();
         let query = Query::new(random_vector(&mut rng), 10);
         group.bench_function("search_top10_cosine", |b| {
             b.iter(|| rt.block_on(store.search("bench", &query)).unwrap())
         });
-        let dot = Query { metric: Metric::Dot, ..query.clone() };
+        let dot = Query {
+            metric: Metric::Dot,
+            ..query.clone()
+        };
         group.bench_function("search_top10_dot", |b| {
             b.iter(|| rt.block_on(store.search("bench", &dot)).unwrap())
         });
-        let filtered = Query { filter: Some(Filter::parse(&json!({"lang": "de", "chunk": {"lt": 10}})).unwrap()), ..query.clone() };
+        let filtered = Query {
+            filter: Some(Filter::parse(&json!({"lang": "de", "chunk": {"lt": 10}})).unwrap()),
+            ..query.clone()
+        };
         group.bench_function("search_top10_filtered", |b| {
             b.iter(|| rt.block_on(store.search("bench", &filtered)).unwrap())
         });
 
         // Upserts of 100 records (replacing 100 of the n, so the size stays).
         let batch = records(&mut rng, 0, BATCH);
-        group.bench_with_input(BenchmarkId::new("upsert_100", "sqlite"), &batch, |b, batch| {
-            b.iter_batched(|| batch.clone(), |batch| rt.block_on(store.upsert("bench", batch)).unwrap(), BatchSize::SmallInput)
-        });
+        group.bench_with_input(
+            BenchmarkId::new("upsert_100", "sqlite"),
+            &batch,
+            |b, batch| {
+                b.iter_batched(
+                    || batch.clone(),
+                    |batch| rt.block_on(store.upsert("bench", batch)).unwrap(),
+                    BatchSize::SmallInput,
+                )
+            },
+        );
         drop(store);
         let mut own = OwnIndex::load(&fx.own);
-        group.bench_with_input(BenchmarkId::new("upsert_100", "own_file"), &batch, |b, batch| {
-            b.iter_batched(
-                || batch.clone(),
-                |batch| {
-                    for r in batch {
-                        own.put(r);
-                    }
-                    own.save(&fx.own);
-                },
-                BatchSize::SmallInput,
-            )
-        });
+        group.bench_with_input(
+            BenchmarkId::new("upsert_100", "own_file"),
+            &batch,
+            |b, batch| {
+                b.iter_batched(
+                    || batch.clone(),
+                    |batch| {
+                        for r in batch {
+                            own.put(r);
+                        }
+                        own.save(&fx.own);
+                    },
+                    BatchSize::SmallInput,
+                )
+            },
+        );
         drop(own);
         std::thread::sleep(Duration::from_millis(300));
 

@@ -1583,7 +1583,7 @@ outputs:
     assert_eq!(error.node, "search");
     assert_eq!(
         error.message,
-        "collection `missing` does not exist (the store has no collections yet)"
+        "the vector store `none.db` does not exist: nothing was stored in it yet"
     );
     assert!(!error.retryable);
     assert_eq!(outcome.node("search").unwrap().status, NodeStatus::Failed);
@@ -1597,8 +1597,9 @@ outputs:
     let (message, _) = failure(&e, &doc("fail", ""), json!({"vector": [1.0]})).await;
     assert_eq!(
         message,
-        "collection `missing` does not exist (the store has no collections yet)"
+        "the vector store `none.db` does not exist: nothing was stored in it yet"
     );
+    assert!(!s.root().join("none.db").exists());
 }
 
 #[test]

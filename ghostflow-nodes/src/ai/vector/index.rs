@@ -186,11 +186,6 @@ impl Collection {
         let query_norm = norm(query);
         let mut heap: BinaryHeap<Candidate> = BinaryHeap::with_capacity(top_k + 1);
         for (slot, vector) in self.vectors.chunks_exact(self.dimension).enumerate() {
-            if let Some(f) = filter
-                && !f.matches(&self.metadata[slot])
-            {
-                continue;
-            }
             let product = dot(query, vector);
             let score = match metric {
                 Metric::Dot => product,
@@ -206,15 +201,23 @@ impl Collection {
             if min_score.is_some_and(|min| score < min) {
                 continue;
             }
-            if heap.len() == top_k
-                && let Some(worst) = heap.peek()
-            {
+            let full = heap.len() == top_k;
+            if full && let Some(worst) = heap.peek() {
                 let better = score
                     .total_cmp(&worst.score)
                     .then_with(|| worst.id.as_ref().cmp(self.ids[slot].as_ref()));
                 if better != Ordering::Greater {
                     continue;
                 }
+            }
+            // The filter is read only for records that would be kept: the
+            // arithmetic is cheaper than walking metadata.
+            if let Some(f) = filter
+                && !f.matches(&self.metadata[slot])
+            {
+                continue;
+            }
+            if full {
                 heap.pop();
             }
             heap.push(Candidate {

@@ -28,7 +28,11 @@ const NO_ROOT: &str = "no file root: the vector store is a file under a director
 /// The store named by `path` (relative to the engine's file root),
 /// created when missing if `create`; else `None` when there is no such
 /// file.
-async fn open_store(ctx: &Context, path: &str, create: bool) -> Result<Option<SqliteStore>, NodeError> {
+async fn open_store(
+    ctx: &Context,
+    path: &str,
+    create: bool,
+) -> Result<Option<SqliteStore>, NodeError> {
     let root = ctx
         .resource::<FileRoot>()
         .ok_or_else(|| NodeError::permanent(NO_ROOT))?;

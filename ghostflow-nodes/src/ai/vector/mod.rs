@@ -64,7 +64,7 @@
 //!   record; a vector of another length is refused, naming the collection
 //!   and both sizes. Values must be finite.
 
-mod filter;
+pub mod filter;
 mod index;
 mod nodes;
 mod sqlite;

@@ -260,7 +260,7 @@ impl NdjsonParser {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn sse_all(chunks: &[&[u8]]) -> Result<Vec<SseEvent>, StreamError> {
@@ -281,13 +281,16 @@ mod tests {
     }
 
     /// Every way of cutting `body` in two and in three, and byte by byte.
-    fn chunkings(body: &[u8]) -> Vec<Vec<&[u8]>> {
+    pub(crate) fn chunkings(body: &[u8]) -> Vec<Vec<&[u8]>> {
         let mut all = vec![vec![body], body.chunks(1).collect()];
         for i in 0..=body.len() {
             all.push(vec![&body[..i], &body[i..]]);
         }
-        for i in (0..=body.len()).step_by(3) {
-            for j in (i..=body.len()).step_by(5) {
+        // Three pieces: a grid of about 40 by 40 cuts, offset so that the
+        // cuts fall at odd places too.
+        let step = (body.len() / 40).max(1);
+        for i in (0..=body.len()).step_by(step) {
+            for j in (i + 1..=body.len()).step_by(step + 1) {
                 all.push(vec![&body[..i], &body[i..j], &body[j..]]);
             }
         }

@@ -695,4 +695,56 @@ mod tests {
             .unwrap_err();
         assert!(!failure.retryable);
     }
+
+    #[test]
+    fn a_streamed_body_gives_the_same_answer_however_it_is_cut() {
+        let body = concat!(
+            "event: message_start\n",
+            "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-x\",\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\n",
+            "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: ping\ndata: {\"type\": \"ping\"}\n\n",
+            "event: content_block_delta\n",
+            "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"\u{65e5}\u{672c}\u{8a9e}\"}}\n\n",
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+            "event: content_block_start\n",
+            "data: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_9\",\"name\":\"f\",\"input\":{}}}\n\n",
+            "event: content_block_delta\n",
+            "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"n\\\": 4\"}}\n\n",
+            "event: content_block_delta\n",
+            "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"2}\"}}\n\n",
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+            "event: message_delta\n",
+            "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":8}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        )
+        .as_bytes();
+        for chunks in crate::ai::stream::tests::chunkings(body) {
+            let mut parser = SseParser::default();
+            let mut state = StreamState::new("claude-test");
+            let mut deltas = String::new();
+            let mut on_text = |t: &str| deltas.push_str(t);
+            let mut done = false;
+            'body: for chunk in &chunks {
+                for event in parser.push(chunk).unwrap() {
+                    if state.event(&event.event, &event.data, &mut on_text).unwrap() {
+                        done = true;
+                        break 'body;
+                    }
+                }
+            }
+            assert!(done, "{chunks:?}");
+            let response = state.finish().unwrap();
+            assert_eq!(deltas, "日本語");
+            assert_eq!(response.model, "claude-x");
+            assert_eq!(response.message.tool_calls[0].arguments, json!({"n": 42}));
+            assert_eq!(
+                response.usage,
+                Some(Usage {
+                    input_tokens: 12,
+                    output_tokens: 8
+                })
+            );
+        }
+    }
 }

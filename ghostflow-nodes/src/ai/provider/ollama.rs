@@ -550,4 +550,34 @@ mod tests {
                 .starts_with("unexpected embedding")
         );
     }
+
+    #[test]
+    fn a_streamed_body_gives_the_same_answer_however_it_is_cut() {
+        let body = concat!(
+            "{\"model\":\"llama3.2\",\"created_at\":\"2024-07-22T20:33:28.123648Z\",\"message\":{\"role\":\"assistant\",\"content\":\"Ol\u{e1}, \"},\"done\":false}\n",
+            "{\"model\":\"llama3.2\",\"created_at\":\"2024-07-22T20:33:28.123648Z\",\"message\":{\"role\":\"assistant\",\"content\":\"mundo \u{1f60a}\"},\"done\":false}\n",
+            "{\"model\":\"llama3.2\",\"created_at\":\"2024-07-22T20:33:28.123648Z\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done_reason\":\"length\",\"done\":true,\"total_duration\":1,\"prompt_eval_count\":4,\"eval_count\":2}\n",
+        )
+        .as_bytes();
+        for chunks in crate::ai::stream::tests::chunkings(body) {
+            let mut parser = NdjsonParser::default();
+            let mut state = StreamState::new("m");
+            let mut deltas = String::new();
+            let mut on_text = |t: &str| deltas.push_str(t);
+            let mut done = false;
+            'body: for chunk in &chunks {
+                for line in parser.push(chunk).unwrap() {
+                    if state.line(&line, &mut on_text).unwrap() {
+                        done = true;
+                        break 'body;
+                    }
+                }
+            }
+            assert!(done, "{chunks:?}");
+            let response = state.finish().unwrap();
+            assert_eq!(deltas, "Olá, mundo 😊");
+            assert_eq!(response.finish_reason, FinishReason::Length);
+            assert_eq!(response.usage.unwrap().total(), 6);
+        }
+    }
 }

@@ -785,4 +785,45 @@ mod tests {
                 .contains("repeated index 0")
         );
     }
+
+    /// A body as a server streams it, through the SSE parser and the
+    /// decoder, cut in every way.
+    #[test]
+    fn a_streamed_body_gives_the_same_answer_however_it_is_cut() {
+        let body = concat!(
+            ": ping\r\n\r\n",
+            "data: {\"id\":\"c1\",\"model\":\"gpt-x\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\r\n\r\n",
+            "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Gr\u{fc}\u{df}e \"}}]}\r\n\r\n",
+            "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\u{1f30d}!\"}}]}\r\n\r\n",
+            "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"q\\\":\"}}]}}]}\r\n\r\n",
+            "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"\u{e9}t\u{e9}\\\"}\"}}]}}]}\r\n\r\n",
+            "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\r\n\r\n",
+            "data: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\r\n\r\n",
+            "data: [DONE]\r\n\r\n",
+        )
+        .as_bytes();
+        for chunks in crate::ai::stream::tests::chunkings(body) {
+            let mut parser = SseParser::default();
+            let mut state = StreamState::new("gpt-test");
+            let mut deltas = String::new();
+            let mut on_text = |t: &str| deltas.push_str(t);
+            let mut done = false;
+            'body: for chunk in &chunks {
+                for event in parser.push(chunk).unwrap() {
+                    if state.event(&event.data, &mut on_text).unwrap() {
+                        done = true;
+                        break 'body;
+                    }
+                }
+            }
+            assert!(done, "{chunks:?}");
+            let response = state.finish().unwrap();
+            assert_eq!(deltas, "Grüße 🌍!");
+            assert_eq!(response.message.content, "Grüße 🌍!");
+            assert_eq!(response.model, "gpt-x");
+            assert_eq!(response.message.tool_calls[0].arguments, json!({"q": "été"}));
+            assert_eq!(response.finish_reason, FinishReason::ToolCalls);
+            assert_eq!(response.usage.unwrap().total(), 11);
+        }
+    }
 }

@@ -17,6 +17,9 @@ use crate::ai::model::{
 };
 use crate::ai::stream::NdjsonParser;
 
+/// What ends an Ollama stream, for messages.
+const TERMINATOR: &str = "the line with `\"done\": true`";
+
 /// A model served by Ollama.
 #[derive(Debug)]
 pub(crate) struct Ollama {
@@ -58,7 +61,7 @@ impl Ollama {
             let mut parser = NdjsonParser::default();
             let mut state = StreamState::new(&self.endpoint.model);
             let complete = call
-                .stream(response, |chunk| {
+                .stream(response, TERMINATOR, |chunk| {
                     for line in parser.push(chunk)? {
                         if state.line(&line, on_text)? {
                             return Ok(true);
@@ -75,7 +78,7 @@ impl Ollama {
                     .filter(|l| serde_json::from_str::<Value>(l).is_ok());
                 match whole {
                     Some(line) if state.line(line, on_text)? => {}
-                    _ => return Err(Failure::cut_off("the line with `\"done\": true`")),
+                    _ => return Err(Failure::cut_off(TERMINATOR)),
                 }
             }
             state.finish()
@@ -515,7 +518,10 @@ mod tests {
     fn errors_in_lines_are_reported() {
         let mut state = StreamState::new("m");
         let failure = state
-            .line(r#"{"error":"an error was encountered while running the model"}"#, &mut |_| {})
+            .line(
+                r#"{"error":"an error was encountered while running the model"}"#,
+                &mut |_| {},
+            )
             .unwrap_err();
         assert!(failure.retryable);
         assert_eq!(
@@ -525,7 +531,9 @@ mod tests {
         let failure = state.line("{\"done\":tru", &mut |_| {}).unwrap_err();
         assert!(!failure.retryable);
         assert!(
-            failure.message.starts_with("a streamed line is not valid JSON"),
+            failure
+                .message
+                .starts_with("a streamed line is not valid JSON"),
             "{}",
             failure.message
         );
@@ -533,7 +541,8 @@ mod tests {
 
     #[test]
     fn embeddings_are_checked() {
-        let value = json!({"model": "e", "embeddings": [[0.5, 0.5], [1, 0]], "prompt_eval_count": 6});
+        let value =
+            json!({"model": "e", "embeddings": [[0.5, 0.5], [1, 0]], "prompt_eval_count": 6});
         let embeddings = parse_embeddings(&value, 2, "e").unwrap();
         assert_eq!(embeddings.vectors, [vec![0.5, 0.5], vec![1.0, 0.0]]);
         assert_eq!(embeddings.usage.unwrap().input_tokens, 6);

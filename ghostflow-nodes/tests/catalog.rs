@@ -159,7 +159,10 @@ fn every_family_registers_its_nodes() {
             .push(spec.type_name.clone());
     }
     let expected = serde_json::json!({
-        "ai": ["document_load", "text_split", "vector_delete", "vector_search", "vector_upsert"],
+        "ai": [
+            "chat", "document_load", "embed", "text_split", "vector_delete", "vector_search",
+            "vector_upsert"
+        ],
         "control": ["delay", "fail", "for_each", "if", "merge", "passthrough", "subflow", "switch"],
         "data": [
             "aggregate", "csv_parse", "csv_write", "datetime_add", "datetime_diff",
@@ -177,5 +180,5 @@ fn every_family_registers_its_nodes() {
         "text": ["base64", "hash", "hmac", "regex_extract", "regex_match", "regex_replace", "template"]
     });
     assert_eq!(serde_json::to_value(&by_category).unwrap(), expected);
-    assert_eq!(ghostflow_nodes::specs().len(), 52);
+    assert_eq!(ghostflow_nodes::specs().len(), 54);
 }

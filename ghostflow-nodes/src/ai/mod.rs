@@ -6,6 +6,63 @@
 //! abstraction, so nodes do not know wire formats and providers do not
 //! know nodes.
 //!
+//! - **Models.** A node names its model with a [`ModelSettings`] block:
+//!   `model: { provider: openai, name: gpt-4o-mini, api_key_secret:
+//!   OPENAI_API_KEY }`. `provider` is the wire protocol: `openai`
+//!   (OpenAI's chat completions and embeddings, also spoken by LiteLLM,
+//!   vLLM, the llama.cpp server and LM Studio: set `base_url`, such as
+//!   `http://127.0.0.1:8000/v1`), `ollama` (its native `/api/chat` and
+//!   `/api/embed`) or `anthropic` (`/v1/messages`; chat only). The block
+//!   is checked when the flow loads. [`ModelSettings::chat_model`] and
+//!   [`ModelSettings::embedding_model`] give the provider; Rust code can
+//!   call it directly.
+//! - **Streaming.** With `stream: true` the answer is read as it is
+//!   written (server-sent events for OpenAI and Anthropic, one JSON object
+//!   per line for Ollama) and every piece of text becomes a progress event
+//!   `{"token": "..."}` on the execution's event stream; `ghostflow run`
+//!   prints them as they come. The answer is the same either way. A stream
+//!   that ends before its last event (`data: [DONE]`, `message_stop`,
+//!   `"done": true`) fails as cut off (retryable); a retried attempt
+//!   streams its tokens again, after the failure's event.
+//! - **Translation.** Providers map the one abstraction onto each
+//!   protocol: system messages become Anthropic's top-level `system`; tool
+//!   calls are OpenAI's `tool_calls` (arguments as JSON text), Ollama's
+//!   (arguments as an object, no ids: stable ids are made up from the
+//!   call) and Anthropic's `tool_use` blocks, whose `tool_result`s (and
+//!   other consecutive messages of one role) are merged into one message;
+//!   JSON output is OpenAI's `response_format`, Ollama's `format`, and for
+//!   Anthropic, which has none, an instruction at the end of the system
+//!   prompt (check the answer: the structured-output node does). Anthropic
+//!   needs `max_tokens`: [`DEFAULT_MAX_TOKENS`] (1024) when none is set.
+//!   OpenAI's own service is sent `max_completion_tokens`, other servers
+//!   `max_tokens`. Tool-call arguments that are not valid JSON fail the
+//!   request as retryable (another sample may get them right).
+//! - **Errors say whether to retry.** 429, 408, 409 and 5xx (Anthropic's
+//!   529 "overloaded" too), connection failures, timeouts, streams cut off
+//!   and errors a server reports mid-stream are retryable, with the
+//!   server's `Retry-After` (seconds or an HTTP date; `retry-after-ms`
+//!   too) as the least delay; 400, 401, 403, 404 and other 4xx are
+//!   permanent. Messages name the provider, the model and the URL, then
+//!   the status and the provider's own message. Whether to retry at all is
+//!   the flow's `retry` policy; the node's `timeout` policy and
+//!   cancellation drop the request, which closes its connection.
+//! - **Secrets.** The API key is a secret named in `api_key_secret`, read
+//!   on every request (as `Authorization: Bearer` for OpenAI-compatible
+//!   servers and Ollama proxies, `x-api-key` for Anthropic); the engine
+//!   masks it everywhere and providers take it out of any message a server
+//!   echoes it in.
+//! - **Limits.** Everything a server controls is bounded: the answer's
+//!   size (`model.max_response_bytes`, 32 MiB by default, all events of a
+//!   stream together), each streamed event ([`MAX_EVENT_BYTES`]), the
+//!   number of tool calls ([`MAX_TOOL_CALLS`]) and the time of a request
+//!   (`model.timeout`, 10 minutes by default). A body that is not the
+//!   protocol's JSON is a permanent error quoting its start.
+//! - **One client.** Requests use the engine's shared HTTP client
+//!   ([`crate::net`]): pooled connections, and the engine's
+//!   [`NetworkPolicy`](crate::NetworkPolicy).
+//!
+//! Nodes: [`Chat`] (`chat`) and [`Embed`] (`embed`).
+//!
 //! # Documents, chunks and vectors
 //!
 //! A retrieval flow loads a document, cuts it into chunks, embeds the
@@ -46,22 +103,35 @@
 
 use ghostflow::Registry;
 
+mod chat;
 mod documents;
+mod embed;
 pub mod model;
+mod provider;
+mod settings;
 mod split;
+mod stream;
 pub mod vector;
 
+pub use self::chat::{Chat, ChatInput, ChatOutput};
 pub use self::documents::{
     DocumentFormat, DocumentLoad, DocumentLoadInput, DocumentLoadOutput, Loaded,
 };
+pub use self::embed::{Embed, EmbedInput, EmbedOutput, MAX_BATCH_SIZE};
+pub use self::provider::MAX_TOOL_CALLS;
+pub use self::provider::anthropic::DEFAULT_MAX_TOKENS;
+pub use self::settings::{DEFAULT_ANTHROPIC_VERSION, ModelSettings, Provider};
 pub use self::split::{
     Chunk, SplitFormat, SplitUnit, TextSplit, TextSplitInput, TextSplitOutput, Tokenizer,
 };
+pub use self::stream::MAX_EVENT_BYTES;
 pub use self::vector::{VectorDelete, VectorSearch, VectorUpsert};
 
 /// Registers the AI nodes.
 pub(crate) fn register(registry: &mut Registry) {
     registry
+        .register::<Chat>()
+        .register::<Embed>()
         .register::<TextSplit>()
         .register::<DocumentLoad>()
         .register::<VectorUpsert>()

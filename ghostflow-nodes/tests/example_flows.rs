@@ -203,6 +203,82 @@ async fn http_to_sql_loads_paid_orders_once_however_often_it_runs() {
     assert!(err.contains("node `fetch` failed"), "{err}");
 }
 
+/// The RAG example against the model peer (OpenAI wire format), with a file
+/// root of its own holding the handbook, as `ghostflow run` from the
+/// repository root would see it.
+#[cfg(all(feature = "ai", feature = "file"))]
+#[tokio::test]
+async fn rag_answers_from_the_retrieved_section() {
+    use ghostflow_nodes::file::FileRoot;
+    let peer = ghostflow_model_peer::ModelPeer::start().await;
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("examples/data")).unwrap();
+    std::fs::copy(
+        flows_dir().join("../data/handbook.md"),
+        root.path().join("examples/data/handbook.md"),
+    )
+    .unwrap();
+    let engine = Engine::builder()
+        .registry(std::sync::Arc::new(ghostflow_nodes::registry()))
+        .resource(FileRoot::new(root.path()))
+        .build();
+    let flow = load("rag.yaml").flow;
+    let ask = |question: &str| {
+        Inputs::from_json(
+            json!({"question": question, "model_url": peer.openai_url()})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        )
+    };
+    let outcome = engine
+        .run(
+            &flow,
+            ask("How many days of paid leave do new employees get?"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        output(&outcome, "answer"),
+        json!(
+            "New employees get 25 days of paid leave per calendar year, counted from their first day."
+        )
+    );
+    let sources = output(&outcome, "sources");
+    assert!(
+        sources[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("## Paid leave"),
+        "{sources}"
+    );
+    // The store persists; loading the handbook again replaces its sections
+    // instead of adding copies, and another question finds another section.
+    let outcome = engine
+        .run(&flow, ask("How fast is broken equipment replaced?"))
+        .await
+        .unwrap();
+    assert_eq!(
+        output(&outcome, "answer"),
+        json!("Broken equipment is replaced by the IT desk within two working days.")
+    );
+    assert_eq!(outcome.node("store").unwrap().status, NodeStatus::Succeeded);
+    // The chat request carried the retrieved section in its system prompt.
+    let chat = peer
+        .requests()
+        .into_iter()
+        .rfind(|r| r.path.ends_with("/chat/completions"))
+        .unwrap();
+    assert!(
+        chat.body["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Broken equipment is replaced"),
+        "{}",
+        chat.body
+    );
+}
+
 #[test]
 fn every_example_is_covered() {
     let mut names: Vec<String> = std::fs::read_dir(flows_dir())
@@ -222,7 +298,8 @@ fn every_example_is_covered() {
             "for-each.yaml",
             "hello.yaml",
             "http-to-sql.yaml",
-            "parallel.yaml"
+            "parallel.yaml",
+            "rag.yaml"
         ],
         "a new example needs a test here"
     );

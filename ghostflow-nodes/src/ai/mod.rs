@@ -64,21 +64,33 @@
 
 use ghostflow::Registry;
 
+mod agent;
 mod chat;
 mod embed;
 pub mod model;
 mod provider;
 mod settings;
 mod stream;
+mod structured;
 
+pub use self::agent::{
+    Agent, AgentInput, AgentOutput, AgentTool, MAX_AGENT_STEPS, OnMaxSteps, ToolCallRecord, ToolNode,
+};
 pub use self::chat::{Chat, ChatInput, ChatOutput};
 pub use self::embed::{Embed, EmbedInput, EmbedOutput, MAX_BATCH_SIZE};
 pub use self::provider::MAX_TOOL_CALLS;
 pub use self::provider::anthropic::DEFAULT_MAX_TOKENS;
 pub use self::settings::{DEFAULT_ANTHROPIC_VERSION, ModelSettings, Provider};
 pub use self::stream::MAX_EVENT_BYTES;
+pub use self::structured::{
+    Extract, ExtractAs, ExtractInput, ExtractOutput, ExtractedAs, MAX_EXTRACT_ATTEMPTS,
+};
 
 /// Registers the AI nodes.
 pub(crate) fn register(registry: &mut Registry) {
-    registry.register::<Chat>().register::<Embed>();
+    registry
+        .register::<Chat>()
+        .register::<Embed>()
+        .register::<Extract>()
+        .register::<Agent>();
 }

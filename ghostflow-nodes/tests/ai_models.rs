@@ -144,7 +144,10 @@ async fn cancelling_a_streaming_chat_closes_the_connection() {
         }
         execution.cancel();
         let result = execution.wait().await;
-        assert!(matches!(result, Err(Error::Cancelled)), "{provider}: {result:?}");
+        assert!(
+            matches!(result, Err(Error::Cancelled)),
+            "{provider}: {result:?}"
+        );
         // The peer sees the connection close (a bound, not a timing: a
         // connection left open would hang the test).
         tokio::time::timeout(Duration::from_secs(20), server.closed)
@@ -366,7 +369,10 @@ async fn a_chat_without_streaming_answers_on_every_provider() {
         )
         .await;
         let outcome = result.unwrap_or_else(|e| panic!("{provider}: {e}"));
-        assert_eq!(out(&outcome, "text"), json!("Paris is the capital of France."));
+        assert_eq!(
+            out(&outcome, "text"),
+            json!("Paris is the capital of France.")
+        );
         assert_eq!(out(&outcome, "finish_reason"), json!("stop"), "{provider}");
         assert_eq!(
             out(&outcome, "usage"),
@@ -395,7 +401,10 @@ async fn a_chat_without_streaming_answers_on_every_provider() {
         assert_eq!(body["model"], json!("test-model"));
         match provider {
             "openai" => {
-                assert_eq!(request.header("authorization"), Some(&*format!("Bearer {KEY}")));
+                assert_eq!(
+                    request.header("authorization"),
+                    Some(&*format!("Bearer {KEY}"))
+                );
                 assert_eq!(
                     body["messages"],
                     json!([
@@ -409,7 +418,10 @@ async fn a_chat_without_streaming_answers_on_every_provider() {
                 assert_eq!(body["stream"], json!(false));
             }
             "ollama" => {
-                assert_eq!(request.header("authorization"), Some(&*format!("Bearer {KEY}")));
+                assert_eq!(
+                    request.header("authorization"),
+                    Some(&*format!("Bearer {KEY}"))
+                );
                 assert_eq!(body["messages"][0]["role"], json!("system"));
                 assert_eq!(
                     body["options"],
@@ -457,12 +469,15 @@ async fn streamed_tokens_arrive_as_progress_events_in_order() {
         assert_eq!(tokens.concat(), answer, "{provider}");
         assert_eq!(out(&outcome, "text"), json!(answer));
         assert_eq!(out(&outcome, "finish_reason"), json!("stop"));
-        assert_eq!(out(&outcome, "usage")["total_tokens"], json!(22), "{provider}");
+        assert_eq!(
+            out(&outcome, "usage")["total_tokens"],
+            json!(22),
+            "{provider}"
+        );
         // The tokens come while the node runs: after it started, before it
         // succeeded.
-        let position = |pred: &dyn Fn(&EventKind) -> bool| {
-            events.iter().position(|e| pred(&e.kind)).unwrap()
-        };
+        let position =
+            |pred: &dyn Fn(&EventKind) -> bool| events.iter().position(|e| pred(&e.kind)).unwrap();
         let started = position(&|k| matches!(k, EventKind::NodeStarted { .. }));
         let first = position(&|k| matches!(k, EventKind::NodeProgress { .. }));
         let done = position(&|k| matches!(k, EventKind::NodeSucceeded { .. }));
@@ -471,7 +486,10 @@ async fn streamed_tokens_arrive_as_progress_events_in_order() {
         match provider {
             "openai" => {
                 assert_eq!(request.body["stream"], json!(true));
-                assert_eq!(request.body["stream_options"], json!({"include_usage": true}));
+                assert_eq!(
+                    request.body["stream_options"],
+                    json!({"include_usage": true})
+                );
             }
             _ => assert_eq!(request.body["stream"], json!(true), "{provider}"),
         }
@@ -483,7 +501,11 @@ async fn finish_reasons_and_usage_come_through_streamed_or_not() {
     for provider in PROVIDERS {
         for stream in [false, true] {
             let peer = peer().await;
-            peer.push(Reply::text("A long answer cut").finish("length").usage(40, 3));
+            peer.push(
+                Reply::text("A long answer cut")
+                    .finish("length")
+                    .usage(40, 3),
+            );
             let flow = chat_doc(
                 &format!(
                     "      model: {}\n      prompt: Write an essay.\n      max_tokens: 3\n      stream: {stream}\n",
@@ -492,7 +514,11 @@ async fn finish_reasons_and_usage_come_through_streamed_or_not() {
                 "",
             );
             let outcome = engine().run(&flow, Inputs::new()).await.unwrap();
-            assert_eq!(out(&outcome, "finish_reason"), json!("length"), "{provider} {stream}");
+            assert_eq!(
+                out(&outcome, "finish_reason"),
+                json!("length"),
+                "{provider} {stream}"
+            );
             assert_eq!(
                 out(&outcome, "usage"),
                 json!({"input_tokens": 40, "output_tokens": 3, "total_tokens": 43}),
@@ -565,7 +591,12 @@ outputs:
         let expected = if provider == "anthropic" {
             json!(["My name is Ada.", "Hello Ada.", "What is my name?"])
         } else {
-            json!(["You are friendly.", "My name is Ada.", "Hello Ada.", "What is my name?"])
+            json!([
+                "You are friendly.",
+                "My name is Ada.",
+                "Hello Ada.",
+                "What is my name?"
+            ])
         };
         assert_eq!(Value::Array(texts), expected, "{provider}");
     }
@@ -628,7 +659,10 @@ impl Run for Probe {
     }
 }
 
-fn probe_flow(settings: ModelSettings, extra_policy: Option<ghostflow::NodePolicy>) -> ghostflow::Flow {
+fn probe_flow(
+    settings: ModelSettings,
+    extra_policy: Option<ghostflow::NodePolicy>,
+) -> ghostflow::Flow {
     let mut b = ghostflow::Flow::builder("probe");
     let request = b.input::<Value>("request");
     let probe = b.add("probe", Probe { model: settings });
@@ -640,11 +674,7 @@ fn probe_flow(settings: ModelSettings, extra_policy: Option<ghostflow::NodePolic
     b.build().unwrap()
 }
 
-async fn probe(
-    peer: &ModelPeer,
-    provider: &str,
-    request: Value,
-) -> Result<Value, Error> {
+async fn probe(peer: &ModelPeer, provider: &str, request: Value) -> Result<Value, Error> {
     let flow = probe_flow(settings(peer, provider), None);
     let outcome = engine()
         .run(&flow, Inputs::new().set("request", request))
@@ -684,7 +714,10 @@ async fn tool_calls_parse_single_and_several_streamed_or_not_and_results_go_back
             .await
             .unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(response["finish_reason"], json!("tool_calls"), "{what}");
-            let calls = response["message"]["tool_calls"].as_array().unwrap().clone();
+            let calls = response["message"]["tool_calls"]
+                .as_array()
+                .unwrap()
+                .clone();
             assert_eq!(calls.len(), 1, "{what}");
             assert_eq!(calls[0]["name"], json!("get_weather"));
             assert_eq!(calls[0]["arguments"], json!({"city": "Paris"}), "{what}");
@@ -713,15 +746,32 @@ async fn tool_calls_parse_single_and_several_streamed_or_not_and_results_go_back
             let message = response["message"].clone();
             let calls = message["tool_calls"].as_array().unwrap().clone();
             let names: Vec<_> = calls.iter().map(|c| c["name"].clone()).collect();
-            assert_eq!(names, [json!("get_weather"), json!("get_weather"), json!("get_time")]);
+            assert_eq!(
+                names,
+                [
+                    json!("get_weather"),
+                    json!("get_weather"),
+                    json!("get_time")
+                ]
+            );
             assert_eq!(calls[1]["arguments"], json!({"city": "Rome"}), "{what}");
             assert_eq!(calls[2]["arguments"], json!({}), "{what}");
             assert_eq!(message["content"], json!("Let me look."), "{what}");
             if stream {
-                assert_eq!(response["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect::<String>(), "Let me look.");
+                assert_eq!(
+                    response["tokens"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|t| t.as_str().unwrap())
+                        .collect::<String>(),
+                    "Let me look."
+                );
             }
-            let ids: std::collections::BTreeSet<_> =
-                calls.iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect();
+            let ids: std::collections::BTreeSet<_> = calls
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().to_owned())
+                .collect();
             assert_eq!(ids.len(), 3, "{what}: ids tell the calls apart");
 
             // The results go back: the peer checks that every result
@@ -751,13 +801,19 @@ async fn tool_calls_parse_single_and_several_streamed_or_not_and_results_go_back
                 "openai" => {
                     let messages = sent["messages"].as_array().unwrap();
                     assert_eq!(messages.len(), 6);
-                    assert_eq!(messages[2]["tool_calls"][0]["function"]["arguments"], json!("{\"city\":\"Paris\"}"));
+                    assert_eq!(
+                        messages[2]["tool_calls"][0]["function"]["arguments"],
+                        json!("{\"city\":\"Paris\"}")
+                    );
                     assert_eq!(messages[3]["tool_call_id"], calls[0]["id"]);
                     assert_eq!(messages[5]["role"], json!("tool"));
                 }
                 "ollama" => {
                     let messages = sent["messages"].as_array().unwrap();
-                    assert_eq!(messages[2]["tool_calls"][0]["function"]["arguments"], json!({"city": "Paris"}));
+                    assert_eq!(
+                        messages[2]["tool_calls"][0]["function"]["arguments"],
+                        json!({"city": "Paris"})
+                    );
                     assert_eq!(messages[3]["tool_name"], json!("get_weather"));
                     assert_eq!(messages[5]["tool_name"], json!("get_time"));
                 }
@@ -766,14 +822,20 @@ async fn tool_calls_parse_single_and_several_streamed_or_not_and_results_go_back
                     // `tool_result` blocks.
                     let messages = sent["messages"].as_array().unwrap();
                     assert_eq!(messages.len(), 3, "{sent}");
-                    assert_eq!(messages[1]["content"][0], json!({"type": "text", "text": "Let me look."}));
+                    assert_eq!(
+                        messages[1]["content"][0],
+                        json!({"type": "text", "text": "Let me look."})
+                    );
                     assert_eq!(messages[1]["content"][1]["type"], json!("tool_use"));
                     let results = messages[2]["content"].as_array().unwrap();
                     assert_eq!(results.len(), 3);
                     assert_eq!(results[1]["type"], json!("tool_result"));
                     assert_eq!(results[1]["tool_use_id"], calls[1]["id"]);
                     assert_eq!(results[1]["content"], json!("14C rain"));
-                    assert_eq!(sent["tools"][0]["input_schema"], weather_tool()["parameters"]);
+                    assert_eq!(
+                        sent["tools"][0]["input_schema"],
+                        weather_tool()["parameters"]
+                    );
                 }
             }
         }
@@ -881,14 +943,24 @@ outputs:
         // Three requests of at most two texts.
         let requests = peer.requests();
         assert_eq!(requests.len(), 3, "{provider}");
-        let path = if provider == "openai" { "/v1/embeddings" } else { "/api/embed" };
-        for (request, expected) in requests.iter().zip([&texts[0..2], &texts[2..4], &texts[4..5]]) {
+        let path = if provider == "openai" {
+            "/v1/embeddings"
+        } else {
+            "/api/embed"
+        };
+        for (request, expected) in requests
+            .iter()
+            .zip([&texts[0..2], &texts[2..4], &texts[4..5]])
+        {
             assert_eq!(request.path, path);
             assert_eq!(request.body["input"], json!(expected));
             assert_eq!(request.body["dimensions"], json!(64));
             assert_eq!(request.body["model"], json!("test-embed"));
         }
-        assert!(out(&outcome, "usage")["input_tokens"].as_u64().unwrap() > 0, "{provider}");
+        assert!(
+            out(&outcome, "usage")["input_tokens"].as_u64().unwrap() > 0,
+            "{provider}"
+        );
 
         // One text on `text`.
         let flow = load(&format!(
@@ -914,7 +986,10 @@ outputs:
             .run(&flow, Inputs::new().set("text", "hello world".to_owned()))
             .await
             .unwrap();
-        assert_eq!(out(&outcome, "dimensions"), json!(ghostflow_model_peer::DEFAULT_DIMENSIONS));
+        assert_eq!(
+            out(&outcome, "dimensions"),
+            json!(ghostflow_model_peer::DEFAULT_DIMENSIONS)
+        );
         assert_eq!(out(&outcome, "vectors").as_array().unwrap().len(), 1);
 
         // A server that returns fewer vectors than texts is caught.
@@ -1044,8 +1119,16 @@ async fn server_errors_are_retried_and_client_errors_are_not() {
         let outcome = result.unwrap_or_else(|e| panic!("{provider}: {e}"));
         assert_eq!(out(&outcome, "text"), json!("Third time lucky."));
         let retries = retries(&events);
-        assert!(retries[0].1.contains(": 500 Internal Server Error"), "{:?}", retries);
-        assert!(retries[1].1.contains(": 503 Service Unavailable"), "{:?}", retries);
+        assert!(
+            retries[0].1.contains(": 500 Internal Server Error"),
+            "{:?}",
+            retries
+        );
+        assert!(
+            retries[1].1.contains(": 503 Service Unavailable"),
+            "{:?}",
+            retries
+        );
 
         for status in [400, 403, 404] {
             peer.push(Reply::status(status));
@@ -1062,7 +1145,11 @@ async fn server_errors_are_retried_and_client_errors_are_not() {
     let flow = simple_chat(&peer, "anthropic", "", RETRY);
     let (result, events) = run_with_events(&engine(), &flow, Inputs::new()).await;
     assert_eq!(out(&result.unwrap(), "text"), json!("Back."));
-    assert!(retries(&events)[0].1.contains(": 529 Overloaded"), "{:?}", retries(&events));
+    assert!(
+        retries(&events)[0].1.contains(": 529 Overloaded"),
+        "{:?}",
+        retries(&events)
+    );
 }
 
 #[tokio::test]
@@ -1160,7 +1247,10 @@ async fn malformed_json_is_a_permanent_failure_quoting_it() {
                 "{provider} {stream}: {message}"
             );
             // The excerpt is quoted, and short.
-            let quoted = message.rsplit_once("): `").map(|(_, q)| q).unwrap_or_default();
+            let quoted = message
+                .rsplit_once("): `")
+                .map(|(_, q)| q)
+                .unwrap_or_default();
             assert!(quoted.ends_with('`') && quoted.len() < 130, "{message}");
         }
     }
@@ -1239,7 +1329,11 @@ async fn unreachable_and_refused_servers_say_so() {
 #[tokio::test]
 async fn bad_configs_fail_when_the_flow_loads_at_their_path() {
     for (node, config, expected) in [
-        ("chat", "{ prompt: hi }", "nodes[0].config: missing field `model`"),
+        (
+            "chat",
+            "{ prompt: hi }",
+            "nodes[0].config: missing field `model`",
+        ),
         (
             "chat",
             "{ model: { provider: gemini, name: g }, prompt: hi }",
@@ -1295,7 +1389,10 @@ async fn bad_configs_fail_when_the_flow_loads_at_their_path() {
             "version: 1\nname: bad\nnodes:\n  - id: n\n    type: {node}\n    config: {config}\n"
         );
         let err = load_error(&yaml);
-        assert!(err.contains(expected), "{config}: `{err}` lacks `{expected}`");
+        assert!(
+            err.contains(expected),
+            "{config}: `{err}` lacks `{expected}`"
+        );
     }
 }
 
@@ -1326,20 +1423,34 @@ outputs:
   text: again.text
 {}
 "#,
-            if policy == "continue" { "  failure: ask.error" } else { "" }
+            if policy == "continue" {
+                "  failure: ask.error"
+            } else {
+                ""
+            }
         ))
     };
     peer.push(Reply::status(401).message("no such key"));
-    let outcome = engine().run(&document("continue"), Inputs::new()).await.unwrap();
+    let outcome = engine()
+        .run(&document("continue"), Inputs::new())
+        .await
+        .unwrap();
     let failure: ghostflow::NodeFailure = outcome.output("failure").unwrap();
     assert_eq!(failure.node, "ask");
-    assert!(failure.message.ends_with(": 401 Unauthorized: no such key"), "{}", failure.message);
+    assert!(
+        failure.message.ends_with(": 401 Unauthorized: no such key"),
+        "{}",
+        failure.message
+    );
     assert!(!failure.retryable);
     assert_eq!(outcome.node("ask").unwrap().status, NodeStatus::Failed);
     assert_eq!(outcome.node("again").unwrap().status, NodeStatus::Skipped);
 
     peer.push(Reply::status(401));
-    let outcome = engine().run(&document("skip"), Inputs::new()).await.unwrap();
+    let outcome = engine()
+        .run(&document("skip"), Inputs::new())
+        .await
+        .unwrap();
     assert_eq!(outcome.node("ask").unwrap().status, NodeStatus::Skipped);
     assert_eq!(outcome.node("again").unwrap().status, NodeStatus::Skipped);
     assert!(outcome.output_value("text").is_none());
@@ -1361,10 +1472,7 @@ async fn typed_flows_run_and_read_back_as_documents() {
     let inputs = || Inputs::new().set("question", "What is the capital of Italy?".to_owned());
     let direct = engine().run(&flow, inputs()).await.unwrap();
     // The peer's built-in model answers with the best matching sentence.
-    assert_eq!(
-        out(&direct, "text"),
-        json!("Rome is the capital of Italy.")
-    );
+    assert_eq!(out(&direct, "text"), json!("Rome is the capital of Italy."));
     let yaml = ghostflow::document::Document::from_flow(&flow)
         .unwrap()
         .to_yaml();

@@ -176,8 +176,8 @@ fn every_family_registers_its_nodes() {
     });
     let mut count = 47;
     if cfg!(feature = "ai") {
-        expected["ai"] = serde_json::json!(["chat", "embed"]);
-        count += 2;
+        expected["ai"] = serde_json::json!(["agent", "chat", "embed", "extract"]);
+        count += 4;
     }
     assert_eq!(serde_json::to_value(&by_category).unwrap(), expected);
     assert_eq!(ghostflow_nodes::specs().len(), count);

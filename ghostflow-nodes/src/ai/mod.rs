@@ -74,7 +74,8 @@ mod stream;
 mod structured;
 
 pub use self::agent::{
-    Agent, AgentInput, AgentOutput, AgentTool, MAX_AGENT_STEPS, OnMaxSteps, ToolCallRecord, ToolNode,
+    Agent, AgentInput, AgentOutput, AgentTool, MAX_AGENT_STEPS, OnMaxSteps, ToolCallRecord,
+    ToolNode,
 };
 pub use self::chat::{Chat, ChatInput, ChatOutput};
 pub use self::embed::{Embed, EmbedInput, EmbedOutput, MAX_BATCH_SIZE};

@@ -257,8 +257,9 @@ pub(crate) fn check_headers(
         .map(|(name, value)| {
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("`{name}` is not a valid header name"))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| format!("the value of `{name}` has characters a header cannot carry"))?;
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                format!("the value of `{name}` has characters a header cannot carry")
+            })?;
             Ok((header, value))
         })
         .collect()
@@ -267,7 +268,9 @@ pub(crate) fn check_headers(
 fn timeout<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DurationText, D::Error> {
     let timeout = DurationText::deserialize(deserializer)?;
     if timeout.0.is_zero() {
-        return Err(serde::de::Error::custom("the timeout must be longer than 0"));
+        return Err(serde::de::Error::custom(
+            "the timeout must be longer than 0",
+        ));
     }
     Ok(timeout)
 }
@@ -493,7 +496,10 @@ mod tests {
             "max_response_bytes": 1000, "anthropic_version": "2023-06-01"
         });
         let settings = parse(full.clone()).unwrap();
-        assert_eq!(parse(serde_json::to_value(&settings).unwrap()), Ok(settings));
+        assert_eq!(
+            parse(serde_json::to_value(&settings).unwrap()),
+            Ok(settings)
+        );
     }
 
     #[test]
@@ -589,7 +595,8 @@ mod tests {
             .endpoint()
             .unwrap_err();
         assert!(
-            err.message().starts_with("config.model.base_url: `ftp://x/`"),
+            err.message()
+                .starts_with("config.model.base_url: `ftp://x/`"),
             "{err}"
         );
     }

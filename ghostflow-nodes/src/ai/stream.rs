@@ -425,7 +425,10 @@ pub(crate) mod tests {
         // A last line without a newline is handed over at the end.
         assert_eq!(
             ndjson_all(&[b"{\"a\":1}\n{\"done\":", b"true}"]),
-            (vec!["{\"a\":1}".to_owned()], Some("{\"done\":true}".to_owned()))
+            (
+                vec!["{\"a\":1}".to_owned()],
+                Some("{\"done\":true}".to_owned())
+            )
         );
     }
 

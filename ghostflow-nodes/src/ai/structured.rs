@@ -7,8 +7,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::num::NonZeroU32;
 
-use ghostflow::expr::TextTemplate;
 use ghostflow::PortValue;
+use ghostflow::expr::TextTemplate;
 use ghostflow::prelude::*;
 use serde::Deserializer;
 use serde_json::{Value, json};
@@ -721,12 +721,18 @@ mod tests {
     #[test]
     fn answers_parse_bare_or_fenced() {
         assert_eq!(parse_answer(" {\"a\": 1} "), Ok(json!({"a": 1})));
-        assert_eq!(parse_answer("```json\n{\"a\": 1}\n```"), Ok(json!({"a": 1})));
+        assert_eq!(
+            parse_answer("```json\n{\"a\": 1}\n```"),
+            Ok(json!({"a": 1}))
+        );
         assert_eq!(parse_answer("```\n[1, 2]\n```"), Ok(json!([1, 2])));
         assert_eq!(parse_answer("```{\"a\": 1}```"), Ok(json!({"a": 1})));
         assert!(parse_answer("").unwrap_err().contains("empty"));
         let err = parse_answer("Sure! {\"a\": 1}").unwrap_err();
-        assert!(err.starts_with("the answer is not JSON (expected value"), "{err}");
+        assert!(
+            err.starts_with("the answer is not JSON (expected value"),
+            "{err}"
+        );
     }
 
     #[test]

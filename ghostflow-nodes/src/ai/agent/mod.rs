@@ -11,8 +11,8 @@ use ghostflow::prelude::*;
 use serde::Deserializer;
 use serde_json::{Map, Value, json};
 
-pub use self::tools::{AgentTool, ToolNode};
 use self::tools::ReadyTool;
+pub use self::tools::{AgentTool, ToolNode};
 use super::chat::usage_json;
 use super::model::{ChatRequest, Message, ToolCall};
 use super::settings::ModelSettings;
@@ -108,7 +108,10 @@ pub struct Agent {
     pub on_max_steps: OnMaxSteps,
     /// The most bytes of one tool result given to the model; a longer one
     /// is cut, saying so (the `tool_calls` output keeps it whole).
-    #[serde(default = "default_max_result_bytes", deserialize_with = "max_result_bytes")]
+    #[serde(
+        default = "default_max_result_bytes",
+        deserialize_with = "max_result_bytes"
+    )]
     pub max_result_bytes: usize,
     /// Sampling temperature, from 0 (most predictable) to 2.
     #[serde(
@@ -222,7 +225,9 @@ fn max_steps<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NonZeroU32, D
 fn tool_timeout<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DurationText, D::Error> {
     let timeout = DurationText::deserialize(deserializer)?;
     if timeout.0.is_zero() {
-        return Err(serde::de::Error::custom("the timeout must be longer than 0"));
+        return Err(serde::de::Error::custom(
+            "the timeout must be longer than 0",
+        ));
     }
     Ok(timeout)
 }
@@ -565,6 +570,9 @@ mod tests {
         let text = "é".repeat(200);
         let cut = bounded(text, 301);
         assert!(cut.starts_with(&"é".repeat(150)), "{cut}");
-        assert!(cut.ends_with("… (cut: the result has 400 bytes, 301 are shown)"), "{cut}");
+        assert!(
+            cut.ends_with("… (cut: the result has 400 bytes, 301 are shown)"),
+            "{cut}"
+        );
     }
 }

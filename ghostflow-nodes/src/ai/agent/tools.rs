@@ -137,7 +137,9 @@ pub(crate) fn check_tools(tools: &[AgentTool]) -> Result<(), String> {
 }
 
 /// Deserializes and checks a list of tools.
-pub(crate) fn tools<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<AgentTool>, D::Error> {
+pub(crate) fn tools<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<AgentTool>, D::Error> {
     let tools = Vec::<AgentTool>::deserialize(deserializer)?;
     check_tools(&tools).map_err(serde::de::Error::custom)?;
     Ok(tools)
@@ -243,10 +245,14 @@ impl fmt::Debug for ReadyTool {
 /// When a document file was last changed, and its size. `None` inline.
 type Stamp = Option<(SystemTime, u64)>;
 
+/// A loaded tool flow: the stamp it was loaded at, the flow, and its
+/// document's description.
+type LoadedFlow = (Stamp, Arc<Flow>, Option<String>);
+
 /// Tool flows loaded by an engine's agents, by source.
 #[derive(Debug, Default)]
 struct ToolFlows {
-    flows: Mutex<HashMap<String, (Stamp, Arc<Flow>, Option<String>)>>,
+    flows: Mutex<HashMap<String, LoadedFlow>>,
 }
 
 /// How many loaded tool flows an engine keeps.
@@ -254,7 +260,11 @@ const MAX_LOADED_FLOWS: usize = 256;
 
 /// The first paragraph of a description.
 fn first_paragraph(text: &str) -> String {
-    text.split("\n\n").next().unwrap_or_default().trim().to_owned()
+    text.split("\n\n")
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }
 
 /// The registry of the engine, or why a tool cannot be made without it.
@@ -282,9 +292,8 @@ fn load_flow(
             (path.clone(), meta.modified().ok().map(|m| (m, meta.len())))
         }
         FlowRef::Inline(document) => (
-            serde_json::to_string(document).map_err(|e| {
-                NodeError::permanent(format!("config.{at}: the inline flow: {e}"))
-            })?,
+            serde_json::to_string(document)
+                .map_err(|e| NodeError::permanent(format!("config.{at}: the inline flow: {e}")))?,
             None,
         ),
     };
@@ -439,9 +448,10 @@ pub(crate) fn prepare(tools: &[AgentTool], ctx: &Context) -> Result<Vec<ReadyToo
     let mut ready = Vec::with_capacity(tools.len());
     for (i, tool) in tools.iter().enumerate() {
         let (target, default_description) = match (&tool.built, &tool.node, &tool.flow) {
-            (Some(Built::Node(node)), _, _) => {
-                (Target::Node(node.clone()), first_paragraph(&node.spec().description))
-            }
+            (Some(Built::Node(node)), _, _) => (
+                Target::Node(node.clone()),
+                first_paragraph(&node.spec().description),
+            ),
             (Some(Built::Flow(flow)), _, _) => (
                 Target::Flow(flow.clone()),
                 format!("Runs the flow `{}`.", flow.name()),
@@ -449,9 +459,9 @@ pub(crate) fn prepare(tools: &[AgentTool], ctx: &Context) -> Result<Vec<ReadyToo
             (None, Some(declared), _) => {
                 let at = format!("tools[{i}].node");
                 let registry = registry(ctx, &at)?;
-                let node_type = registry.get(&declared.node_type).map_err(|e| {
-                    NodeError::permanent(format!("config.{at}.type: {e}"))
-                })?;
+                let node_type = registry
+                    .get(&declared.node_type)
+                    .map_err(|e| NodeError::permanent(format!("config.{at}.type: {e}")))?;
                 let node = node_type.create(&declared.config).map_err(|e| {
                     NodeError::permanent(if e.path.is_empty() {
                         format!("config.{at}.config: {}", e.message)
@@ -464,8 +474,8 @@ pub(crate) fn prepare(tools: &[AgentTool], ctx: &Context) -> Result<Vec<ReadyToo
             }
             (None, None, Some(reference)) => {
                 let (flow, description) = load_flow(ctx, reference, &format!("tools[{i}].flow"))?;
-                let description = description
-                    .unwrap_or_else(|| format!("Runs the flow `{}`.", flow.name()));
+                let description =
+                    description.unwrap_or_else(|| format!("Runs the flow `{}`.", flow.name()));
                 (Target::Flow(flow), description)
             }
             (None, None, None) => unreachable!("check_tools refuses a tool with nothing to run"),
@@ -528,7 +538,11 @@ impl ReadyTool {
 
     /// Runs the tool with `arguments` (checked, an object) on the node's
     /// engine; the outputs as an object, or the run's error.
-    pub(crate) async fn call(&self, ctx: &Context, arguments: Map<String, Value>) -> Result<Value, String> {
+    pub(crate) async fn call(
+        &self,
+        ctx: &Context,
+        arguments: Map<String, Value>,
+    ) -> Result<Value, String> {
         let flow = match &self.target {
             Target::Flow(flow) => flow.clone(),
             Target::Node(node) => Arc::new(one_node_flow(&self.spec.name, node, &arguments)?),
@@ -600,7 +614,9 @@ mod tests {
             tools: Vec<AgentTool>,
         }
         assert_eq!(
-            parse(json!({"tools": [{"name": "a", "node": {"type": "x"}}, {"name": "b", "flow": "f.yaml"}]})),
+            parse(
+                json!({"tools": [{"name": "a", "node": {"type": "x"}}, {"name": "b", "flow": "f.yaml"}]})
+            ),
             Ok(())
         );
         for (tools, expected) in [
@@ -612,7 +628,10 @@ mod tests {
                 json!([{"name": "a", "node": {"type": "x"}}, {"name": "a", "flow": "f.yaml"}]),
                 "tools: tools[1]: the name `a` is taken by tools[0]",
             ),
-            (json!([{"name": "a"}]), "tools: tools[0] (`a`): give the `node`"),
+            (
+                json!([{"name": "a"}]),
+                "tools: tools[0] (`a`): give the `node`",
+            ),
             (
                 json!([{"name": "a", "node": {"type": "x"}, "flow": "f.yaml"}]),
                 "tools: tools[0] (`a`): give `node` or `flow`, not both",
@@ -623,7 +642,10 @@ mod tests {
             ),
         ] {
             let err = parse(json!({ "tools": tools })).unwrap_err();
-            assert!(err.starts_with(expected), "`{err}` should start with `{expected}`");
+            assert!(
+                err.starts_with(expected),
+                "`{err}` should start with `{expected}`"
+            );
         }
     }
 
@@ -634,9 +656,24 @@ mod tests {
         let b = json!({"type": "array", "items": {"$ref": "#/$defs/Item"},
             "$defs": {"Item": {"type": "integer"}, "Same": {"type": "null"}}});
         let schema = parameters_schema([
-            Parameter { name: "a", schema: &a, description: Some("The a."), required: true },
-            Parameter { name: "b", schema: &b, description: None, required: false },
-            Parameter { name: "c", schema: &json!(true), description: Some("Anything."), required: false },
+            Parameter {
+                name: "a",
+                schema: &a,
+                description: Some("The a."),
+                required: true,
+            },
+            Parameter {
+                name: "b",
+                schema: &b,
+                description: None,
+                required: false,
+            },
+            Parameter {
+                name: "c",
+                schema: &json!(true),
+                description: Some("Anything."),
+                required: false,
+            },
         ]);
         assert_eq!(
             schema,

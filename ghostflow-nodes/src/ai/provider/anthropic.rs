@@ -136,7 +136,10 @@ pub(crate) fn chat_body(endpoint: &Endpoint, request: &ChatRequest) -> Value {
     for message in &request.messages {
         let (role, blocks) = match message.role {
             Role::System => continue,
-            Role::User => ("user", vec![json!({"type": "text", "text": message.content})]),
+            Role::User => (
+                "user",
+                vec![json!({"type": "text", "text": message.content})],
+            ),
             Role::Tool => (
                 "user",
                 vec![json!({
@@ -310,10 +313,7 @@ fn error_event(value: &Value) -> Failure {
         kind,
         "overloaded_error" | "api_error" | "rate_limit_error" | "timeout_error"
     );
-    let failure = format!(
-        "the server reported an error: {kind}: {}",
-        excerpt(message)
-    );
+    let failure = format!("the server reported an error: {kind}: {}", excerpt(message));
     if retryable {
         Failure::retryable(failure)
     } else {
@@ -363,10 +363,7 @@ impl StreamState {
     ) -> Result<bool, Failure> {
         let value: Value = serde_json::from_str(data)
             .map_err(|e| Failure::malformed("a streamed event", data, &e))?;
-        let kind = value
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or(event);
+        let kind = value.get("type").and_then(Value::as_str).unwrap_or(event);
         match kind {
             "message_start" => {
                 let message = value.get("message").unwrap_or(&Value::Null);
@@ -426,7 +423,10 @@ impl StreamState {
             "content_block_delta" => {
                 let index = block_index(&value)?;
                 let delta = value.get("delta").unwrap_or(&Value::Null);
-                match (self.blocks.get_mut(index), delta.get("type").and_then(Value::as_str)) {
+                match (
+                    self.blocks.get_mut(index),
+                    delta.get("type").and_then(Value::as_str),
+                ) {
                     (Some(Block::Text), Some("text_delta")) => {
                         if let Some(text) = delta.get("text").and_then(Value::as_str) {
                             self.text.push_str(text);
@@ -612,7 +612,10 @@ mod tests {
         let response = parse_message(&value, "claude-test").unwrap();
         assert_eq!(response.message.content, "Checking.");
         assert_eq!(response.finish_reason, FinishReason::ToolCalls);
-        assert_eq!(response.message.tool_calls[0].arguments, json!({"city": "Paris"}));
+        assert_eq!(
+            response.message.tool_calls[0].arguments,
+            json!({"city": "Paris"})
+        );
         assert_eq!(
             response.usage,
             Some(Usage {
@@ -629,18 +632,51 @@ mod tests {
         let mut deltas = Vec::new();
         let mut on_text = |t: &str| deltas.push(t.to_owned());
         let events = [
-            ("message_start", r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude-test","stop_reason":null,"usage":{"input_tokens":25,"output_tokens":1}}}"#),
-            ("content_block_start", r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#),
+            (
+                "message_start",
+                r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude-test","stop_reason":null,"usage":{"input_tokens":25,"output_tokens":1}}}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            ),
             ("ping", r#"{"type": "ping"}"#),
-            ("content_block_delta", r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#),
-            ("content_block_delta", r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" there"}}"#),
-            ("content_block_stop", r#"{"type":"content_block_stop","index":0}"#),
-            ("content_block_start", r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{}}}"#),
-            ("content_block_delta", r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":""}}"#),
-            ("content_block_delta", r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"city\": \"Par"}}"#),
-            ("content_block_delta", r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"is\"}"}}"#),
-            ("content_block_stop", r#"{"type":"content_block_stop","index":1}"#),
-            ("message_delta", r#"{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":15}}"#),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" there"}}"#,
+            ),
+            (
+                "content_block_stop",
+                r#"{"type":"content_block_stop","index":0}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{}}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":""}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"city\": \"Par"}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"is\"}"}}"#,
+            ),
+            (
+                "content_block_stop",
+                r#"{"type":"content_block_stop","index":1}"#,
+            ),
+            (
+                "message_delta",
+                r#"{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":15}}"#,
+            ),
         ];
         for (event, data) in events {
             assert!(!state.event(event, data, &mut on_text).unwrap(), "{data}");
@@ -727,7 +763,10 @@ mod tests {
             let mut done = false;
             'body: for chunk in &chunks {
                 for event in parser.push(chunk).unwrap() {
-                    if state.event(&event.event, &event.data, &mut on_text).unwrap() {
+                    if state
+                        .event(&event.event, &event.data, &mut on_text)
+                        .unwrap()
+                    {
                         done = true;
                         break 'body;
                     }

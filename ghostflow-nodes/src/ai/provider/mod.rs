@@ -265,9 +265,8 @@ impl Call<'_> {
             }
             body.extend_from_slice(&chunk);
         }
-        serde_json::from_slice(&body).map_err(|e| {
-            Failure::malformed("the answer", &String::from_utf8_lossy(&body), &e)
-        })
+        serde_json::from_slice(&body)
+            .map_err(|e| Failure::malformed("the answer", &String::from_utf8_lossy(&body), &e))
     }
 
     /// Feeds the body to `each` chunk by chunk as it arrives, up to the
@@ -345,7 +344,10 @@ async fn status_failure(mut response: reqwest::Response) -> Failure {
     let (message, kind) = error_message(&text);
     // Anthropic says "overloaded" with 529 (a 5xx), and with its error type.
     let retryable = status_is_retryable(status)
-        || matches!(kind.as_deref(), Some("overloaded_error" | "rate_limit_error"));
+        || matches!(
+            kind.as_deref(),
+            Some("overloaded_error" | "rate_limit_error")
+        );
     let status_text = match status.canonical_reason() {
         Some(reason) => format!("{} {reason}", status.as_u16()),
         None if status.as_u16() == 529 => "529 Overloaded".to_owned(),
@@ -381,10 +383,7 @@ pub(crate) fn error_message(text: &str) -> (Option<String>, Option<String>) {
         return ((!text.is_empty()).then_some(text), None);
     };
     let error = value.get("error").unwrap_or(&value);
-    let kind = error
-        .get("type")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let kind = error.get("type").and_then(Value::as_str).map(str::to_owned);
     let message = match error {
         Value::String(message) => Some(message.clone()),
         Value::Object(object) => object
@@ -405,7 +404,12 @@ pub(crate) fn error_message(text: &str) -> (Option<String>, Option<String>) {
 /// else `Retry-After` as seconds (a fraction allowed) or an HTTP date (a
 /// date in the past is no delay).
 pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
         && ms.is_finite()
         && ms >= 0.0
@@ -511,15 +515,22 @@ mod tests {
     #[test]
     fn error_bodies_give_their_message() {
         assert_eq!(
-            error_message(r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}"#),
+            error_message(
+                r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}"#
+            ),
             (
                 Some("Incorrect API key provided".to_owned()),
                 Some("invalid_request_error".to_owned())
             )
         );
         assert_eq!(
-            error_message(r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#),
-            (Some("Overloaded".to_owned()), Some("overloaded_error".to_owned()))
+            error_message(
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
+            ),
+            (
+                Some("Overloaded".to_owned()),
+                Some("overloaded_error".to_owned())
+            )
         );
         assert_eq!(
             error_message(r#"{"error":"model \"llama9\" not found, try pulling it first"}"#),
@@ -534,7 +545,10 @@ mod tests {
         );
         assert_eq!(
             error_message("<html>\n<body>Bad   Gateway</body></html>"),
-            (Some("<html> <body>Bad Gateway</body></html>".to_owned()), None)
+            (
+                Some("<html> <body>Bad Gateway</body></html>".to_owned()),
+                None
+            )
         );
         assert_eq!(error_message(""), (None, None));
         let long = "x".repeat(500);
@@ -560,15 +574,24 @@ mod tests {
             Some(Duration::from_millis(500))
         );
         assert_eq!(
-            retry_after(&headers(&[("retry-after", "Tue, 14 Nov 2023 22:13:50 GMT")]), now),
+            retry_after(
+                &headers(&[("retry-after", "Tue, 14 Nov 2023 22:13:50 GMT")]),
+                now
+            ),
             Some(Duration::from_secs(30))
         );
         assert_eq!(
-            retry_after(&headers(&[("retry-after", "Tue, 14 Nov 2023 22:00:00 GMT")]), now),
+            retry_after(
+                &headers(&[("retry-after", "Tue, 14 Nov 2023 22:00:00 GMT")]),
+                now
+            ),
             Some(Duration::ZERO)
         );
         assert_eq!(
-            retry_after(&headers(&[("retry-after", "2"), ("retry-after-ms", "1500")]), now),
+            retry_after(
+                &headers(&[("retry-after", "2"), ("retry-after-ms", "1500")]),
+                now
+            ),
             Some(Duration::from_millis(1500))
         );
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
@@ -579,10 +602,19 @@ mod tests {
     #[test]
     fn made_up_ids_are_stable_and_tell_calls_apart() {
         let a = stable_call_id(0, "get_weather", &json!({"city": "Paris"}));
-        assert_eq!(a, stable_call_id(0, "get_weather", &json!({"city": "Paris"})));
+        assert_eq!(
+            a,
+            stable_call_id(0, "get_weather", &json!({"city": "Paris"}))
+        );
         assert!(a.starts_with("call_") && a.len() == 21, "{a}");
-        assert_ne!(a, stable_call_id(1, "get_weather", &json!({"city": "Paris"})));
-        assert_ne!(a, stable_call_id(0, "get_weather", &json!({"city": "Rome"})));
+        assert_ne!(
+            a,
+            stable_call_id(1, "get_weather", &json!({"city": "Paris"}))
+        );
+        assert_ne!(
+            a,
+            stable_call_id(0, "get_weather", &json!({"city": "Rome"}))
+        );
     }
 
     #[test]
@@ -598,7 +630,11 @@ mod tests {
             "{}",
             failure.message
         );
-        assert!(failure.message.ends_with(r#": `{"a":`"#), "{}", failure.message);
+        assert!(
+            failure.message.ends_with(r#": `{"a":`"#),
+            "{}",
+            failure.message
+        );
     }
 
     #[test]

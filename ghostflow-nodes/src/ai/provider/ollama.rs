@@ -515,7 +515,10 @@ mod tests {
     fn errors_in_lines_are_reported() {
         let mut state = StreamState::new("m");
         let failure = state
-            .line(r#"{"error":"an error was encountered while running the model"}"#, &mut |_| {})
+            .line(
+                r#"{"error":"an error was encountered while running the model"}"#,
+                &mut |_| {},
+            )
             .unwrap_err();
         assert!(failure.retryable);
         assert_eq!(
@@ -525,7 +528,9 @@ mod tests {
         let failure = state.line("{\"done\":tru", &mut |_| {}).unwrap_err();
         assert!(!failure.retryable);
         assert!(
-            failure.message.starts_with("a streamed line is not valid JSON"),
+            failure
+                .message
+                .starts_with("a streamed line is not valid JSON"),
             "{}",
             failure.message
         );
@@ -533,7 +538,8 @@ mod tests {
 
     #[test]
     fn embeddings_are_checked() {
-        let value = json!({"model": "e", "embeddings": [[0.5, 0.5], [1, 0]], "prompt_eval_count": 6});
+        let value =
+            json!({"model": "e", "embeddings": [[0.5, 0.5], [1, 0]], "prompt_eval_count": 6});
         let embeddings = parse_embeddings(&value, 2, "e").unwrap();
         assert_eq!(embeddings.vectors, [vec![0.5, 0.5], vec![1.0, 0.0]]);
         assert_eq!(embeddings.usage.unwrap().input_tokens, 6);

@@ -251,7 +251,10 @@ fn message_json(message: &Message) -> Value {
 fn usage_of(value: &Value) -> Option<Usage> {
     let usage = value.get("usage").filter(|u| u.is_object())?;
     Some(Usage {
-        input_tokens: usage.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
+        input_tokens: usage
+            .get("prompt_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
         output_tokens: usage
             .get("completion_tokens")
             .and_then(Value::as_u64)
@@ -361,7 +364,10 @@ fn stream_error(error: &Value) -> Failure {
             .map_or_else(|| other.to_string(), str::to_owned),
     };
     // Servers send errors in the stream when something broke on their side.
-    Failure::retryable(format!("the server reported an error: {}", excerpt(&message)))
+    Failure::retryable(format!(
+        "the server reported an error: {}",
+        excerpt(&message)
+    ))
 }
 
 /// A streamed chat completion being assembled.
@@ -456,7 +462,8 @@ impl StreamState {
             match function.get("arguments") {
                 Some(Value::String(more)) => call.arguments.push_str(more),
                 Some(Value::Object(object)) => {
-                    call.arguments.push_str(&Value::Object(object.clone()).to_string());
+                    call.arguments
+                        .push_str(&Value::Object(object.clone()).to_string());
                 }
                 _ => {}
             }
@@ -559,7 +566,8 @@ mod tests {
     fn endpoint() -> Endpoint {
         ModelSettings::openai("gpt-test")
             .base_url("http://127.0.0.1:9/v1")
-            .endpoint().unwrap()
+            .endpoint()
+            .unwrap()
     }
 
     #[test]
@@ -676,7 +684,9 @@ mod tests {
         );
         let failure = parse_chat(&json!({"choices": []}), "m").unwrap_err();
         assert!(
-            failure.message.starts_with("unexpected answer without choices"),
+            failure
+                .message
+                .starts_with("unexpected answer without choices"),
             "{}",
             failure.message
         );
@@ -713,7 +723,10 @@ mod tests {
         assert_eq!(response.message.content, "Let me check.");
         assert_eq!(response.finish_reason, FinishReason::ToolCalls);
         assert_eq!(response.message.tool_calls.len(), 2);
-        assert_eq!(response.message.tool_calls[0].arguments, json!({"city": "Paris"}));
+        assert_eq!(
+            response.message.tool_calls[0].arguments,
+            json!({"city": "Paris"})
+        );
         assert_eq!(response.message.tool_calls[1].id, "call_2");
         assert_eq!(
             response.usage,
@@ -821,7 +834,10 @@ mod tests {
             assert_eq!(deltas, "Grüße 🌍!");
             assert_eq!(response.message.content, "Grüße 🌍!");
             assert_eq!(response.model, "gpt-x");
-            assert_eq!(response.message.tool_calls[0].arguments, json!({"q": "été"}));
+            assert_eq!(
+                response.message.tool_calls[0].arguments,
+                json!({"q": "été"})
+            );
             assert_eq!(response.finish_reason, FinishReason::ToolCalls);
             assert_eq!(response.usage.unwrap().total(), 11);
         }

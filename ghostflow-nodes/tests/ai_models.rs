@@ -659,23 +659,17 @@ impl Run for Probe {
     }
 }
 
-fn probe_flow(
-    settings: ModelSettings,
-    extra_policy: Option<ghostflow::NodePolicy>,
-) -> ghostflow::Flow {
+fn probe_flow(settings: ModelSettings) -> ghostflow::Flow {
     let mut b = ghostflow::Flow::builder("probe");
     let request = b.input::<Value>("request");
     let probe = b.add("probe", Probe { model: settings });
-    if let Some(policy) = extra_policy {
-        b.policy(&probe, policy);
-    }
     b.connect(request, probe.inp().request);
     b.output("response", probe.out().response);
     b.build().unwrap()
 }
 
 async fn probe(peer: &ModelPeer, provider: &str, request: Value) -> Result<Value, Error> {
-    let flow = probe_flow(settings(peer, provider), None);
+    let flow = probe_flow(settings(peer, provider));
     let outcome = engine()
         .run(&flow, Inputs::new().set("request", request))
         .await?;
@@ -857,6 +851,12 @@ async fn a_json_schema_response_format_is_asked_for_in_each_protocol() {
     for provider in PROVIDERS {
         for stream in [false, true] {
             let peer = peer().await;
+            if provider == "anthropic" {
+                // Anthropic has no response format: the system prompt asks
+                // for JSON, which the peer cannot read; a real model would
+                // follow it. Answer as one would.
+                peer.push(Reply::text(r#"{"city": "Paris", "population": 2102650}"#));
+            }
             let request = json!({
                 "messages": [
                     {"role": "system", "content": "Paris has 2102650 inhabitants."},
@@ -1170,7 +1170,15 @@ async fn an_unknown_model_names_itself_in_the_providers_words() {
 async fn a_stream_cut_off_midway_is_a_retryable_failure() {
     for provider in PROVIDERS {
         let peer = peer().await;
-        peer.push(Reply::text("one two three four five six seven").cut_after(3));
+        // Paced, so that the peer's server writes the events before it
+        // breaks the connection (unpaced, it drops them unsent with the
+        // head: the client sees a connection closed before any answer).
+        let cut = || {
+            Reply::text("one two three four five six seven")
+                .cut_after(4)
+                .pace(Duration::from_millis(1))
+        };
+        peer.push(cut());
         let flow = simple_chat(&peer, provider, "", "");
         let (result, events) = run_with_events(&engine(), &flow, Inputs::new()).await;
         let (error, _) = node_error(result);
@@ -1179,19 +1187,18 @@ async fn a_stream_cut_off_midway_is_a_retryable_failure() {
             "ollama" => "the line with `\"done\": true`",
             _ => "`message_stop`",
         };
-        assert_eq!(
-            error.message(),
-            format!(
-                "{provider} model `test-model` at {}: the stream was cut off: it ended before {terminator}",
-                endpoint(&peer, provider)
-            ),
+        // The peer breaks the connection: the client's reason follows.
+        let expected = format!(
+            "{provider} model `test-model` at {}: the stream was cut off: it ended before {terminator} (",
+            endpoint(&peer, provider)
         );
+        assert!(error.message().starts_with(&expected), "{error}");
         assert!(error.is_retryable());
         // What came before the cut was streamed.
         assert!(!tokens(&events).is_empty(), "{provider}");
 
         // Retried, the second answer is whole.
-        peer.push(Reply::text("one two three four five six seven").cut_after(3));
+        peer.push(cut());
         peer.push(Reply::text("All of it."));
         let flow = simple_chat(&peer, provider, "", RETRY);
         let outcome = engine().run(&flow, Inputs::new()).await.unwrap();
@@ -1203,9 +1210,13 @@ async fn a_stream_cut_off_midway_is_a_retryable_failure() {
         let flow = simple_chat(&peer, provider, "      stream: false\n", "");
         let (error, _) = node_error(engine().run(&flow, Inputs::new()).await);
         assert!(error.is_retryable(), "{provider}: {error}");
+        // (The peer's server drops the unsent head with the body: the
+        // client sees the connection close before the answer.)
         assert!(
-            error.message().contains("reading the answer failed")
-                || error.message().contains("not valid JSON"),
+            error
+                .message()
+                .contains(": the request failed: connection closed")
+                || error.message().contains(": reading the answer failed: "),
             "{error}"
         );
     }
@@ -1260,7 +1271,8 @@ async fn malformed_json_is_a_permanent_failure_quoting_it() {
 async fn cancelling_while_the_peer_streams_closes_its_stream() {
     for provider in PROVIDERS {
         let peer = peer().await;
-        peer.push(Reply::text("a story that will never end properly").stall_after(3));
+        // Anthropic's stream starts with three events before any text.
+        peer.push(Reply::text("a story that will never end properly").stall_after(6));
         let flow = simple_chat(&peer, provider, "", "");
         let execution = engine().start(&flow, Inputs::new()).unwrap();
         let mut events = execution.events();
@@ -1271,7 +1283,11 @@ async fn cancelling_while_the_peer_streams_closes_its_stream() {
         }
         assert_eq!(peer.open_streams(), 1, "{provider}");
         execution.cancel();
-        assert!(matches!(execution.wait().await, Err(Error::Cancelled)));
+        let result = execution.wait().await;
+        assert!(
+            matches!(result, Err(Error::Cancelled)),
+            "{provider}: {result:?}"
+        );
         tokio::time::timeout(Duration::from_secs(20), peer.wait_open_streams(0))
             .await
             .unwrap_or_else(|_| panic!("{provider}: the stream was left open"));
@@ -1479,4 +1495,28 @@ async fn typed_flows_run_and_read_back_as_documents() {
     assert!(yaml.contains("type: chat"), "{yaml}");
     let reloaded = engine().run(&load(&yaml), inputs()).await.unwrap();
     assert_eq!(out(&reloaded, "text"), out(&direct, "text"));
+}
+
+#[tokio::test]
+async fn anthropic_settings_made_in_rust_cannot_embed() {
+    let peer = peer().await;
+    let mut b = ghostflow::Flow::builder("no-embeddings");
+    let text = b.input::<String>("text");
+    let node = b.add("vectors", Embed::new(settings(&peer, "anthropic")));
+    b.connect(text, node.inp().text);
+    b.output("vectors", node.out().vectors);
+    let flow = b.build().unwrap();
+    let (error, _) = node_error(
+        engine()
+            .run(&flow, Inputs::new().set("text", "hi".to_owned()))
+            .await,
+    );
+    assert!(
+        error
+            .message()
+            .starts_with("config.model.provider: Anthropic has no embeddings API"),
+        "{error}"
+    );
+    assert!(!error.is_retryable());
+    assert!(peer.requests().is_empty());
 }

@@ -60,7 +60,7 @@ impl Anthropic {
             let mut parser = SseParser::default();
             let mut state = StreamState::new(&self.endpoint.model);
             let complete = call
-                .stream(response, |chunk| {
+                .stream(response, "`message_stop`", |chunk| {
                     for event in parser.push(chunk)? {
                         if state.event(&event.event, &event.data, on_text)? {
                             return Ok(true);

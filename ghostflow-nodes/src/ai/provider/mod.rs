@@ -243,7 +243,7 @@ impl Call<'_> {
             .body(bytes)
             .send()
             .await
-            .map_err(transport_failure)?;
+            .map_err(|e| transport_failure(&e, Phase::Send))?;
         let status = response.status();
         if status.is_success() {
             Ok(response)
@@ -259,7 +259,11 @@ impl Call<'_> {
             return Err(too_large(limit));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport_failure)? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport_failure(&e, Phase::Read))?
+        {
             if (body.len() + chunk.len()) as u64 > limit {
                 return Err(too_large(limit));
             }
@@ -272,15 +276,23 @@ impl Call<'_> {
     /// Feeds the body to `each` chunk by chunk as it arrives, up to the
     /// endpoint's limit, until `each` says the stream is complete (`true`)
     /// or the body ends (`false`: cut off, unless `each` decides otherwise
-    /// at its end).
+    /// at its end). A connection that breaks is a stream cut off before
+    /// `terminator`.
     pub(crate) async fn stream(
         &self,
         mut response: reqwest::Response,
+        terminator: &str,
         mut each: impl FnMut(&[u8]) -> Result<bool, Failure>,
     ) -> Result<bool, Failure> {
         let limit = self.endpoint.max_response_bytes;
         let mut read = 0u64;
-        while let Some(chunk) = response.chunk().await.map_err(transport_failure)? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            let Failure { message, .. } = transport_failure(&e, Phase::Read);
+            let mut cut = Failure::cut_off(terminator);
+            let reason = message.trim_start_matches("reading the answer failed: ");
+            cut.message = format!("{} ({reason})", cut.message);
+            cut
+        })? {
             read += chunk.len() as u64;
             if read > limit {
                 return Err(too_large(limit));
@@ -301,11 +313,20 @@ fn too_large(limit: u64) -> Failure {
     ))
 }
 
+/// When a client error happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Connecting, sending, waiting for the response's head.
+    Send,
+    /// Reading the body.
+    Read,
+}
+
 /// A client error in words: the innermost cause says most (`Connection
 /// refused (os error 111)`).
-fn transport_failure(error: reqwest::Error) -> Failure {
+fn transport_failure(error: &reqwest::Error, phase: Phase) -> Failure {
     let mut innermost = None;
-    let mut cause = std::error::Error::source(&error);
+    let mut cause = std::error::Error::source(error);
     while let Some(c) = cause {
         if let Some(refusal) = c.downcast_ref::<Refusal>() {
             return Failure::permanent(refusal.to_string());
@@ -318,7 +339,7 @@ fn transport_failure(error: reqwest::Error) -> Failure {
         Failure::retryable(format!("cannot connect: {reason}"))
     } else if error.is_builder() {
         Failure::permanent(format!("the request cannot be made: {reason}"))
-    } else if error.is_request() && !error.is_body() {
+    } else if phase == Phase::Send {
         Failure::retryable(format!("the request failed: {reason}"))
     } else {
         Failure::retryable(format!("reading the answer failed: {reason}"))

@@ -17,6 +17,9 @@ use crate::ai::model::{
 };
 use crate::ai::stream::NdjsonParser;
 
+/// What ends an Ollama stream, for messages.
+const TERMINATOR: &str = "the line with `\"done\": true`";
+
 /// A model served by Ollama.
 #[derive(Debug)]
 pub(crate) struct Ollama {
@@ -58,7 +61,7 @@ impl Ollama {
             let mut parser = NdjsonParser::default();
             let mut state = StreamState::new(&self.endpoint.model);
             let complete = call
-                .stream(response, |chunk| {
+                .stream(response, TERMINATOR, |chunk| {
                     for line in parser.push(chunk)? {
                         if state.line(&line, on_text)? {
                             return Ok(true);
@@ -75,7 +78,7 @@ impl Ollama {
                     .filter(|l| serde_json::from_str::<Value>(l).is_ok());
                 match whole {
                     Some(line) if state.line(line, on_text)? => {}
-                    _ => return Err(Failure::cut_off("the line with `\"done\": true`")),
+                    _ => return Err(Failure::cut_off(TERMINATOR)),
                 }
             }
             state.finish()

@@ -57,7 +57,7 @@ impl OpenAi {
             let mut parser = SseParser::default();
             let mut state = StreamState::new(&self.endpoint.model);
             let complete = call
-                .stream(response, |chunk| {
+                .stream(response, "`data: [DONE]`", |chunk| {
                     for event in parser.push(chunk)? {
                         if state.event(&event.data, on_text)? {
                             return Ok(true);

@@ -720,6 +720,51 @@ async fn the_typed_extract_feeds_a_typed_node_in_a_builder_flow() {
     }
 }
 
+/// A count that must be even: serde is stricter than the schema.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Pairs {
+    /// How many, an even number.
+    #[serde(deserialize_with = "even")]
+    pub count: u32,
+}
+
+fn even<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(deserializer)?;
+    if n % 2 == 1 {
+        return Err(serde::de::Error::custom(format!(
+            "{n} is odd; give an even count"
+        )));
+    }
+    Ok(n)
+}
+
+/// An answer that matches `T`'s schema but does not deserialize as a `T`
+/// is fed back with serde's reason.
+#[tokio::test]
+async fn the_typed_extract_feeds_back_what_does_not_deserialize() {
+    let peer = peer().await;
+    peer.push(Reply::text(r#"{"count": 3}"#));
+    peer.push(Reply::text(r#"{"count": 4}"#));
+    let mut b = Flow::builder("pairs");
+    let extract = b.add(
+        "pairs",
+        ExtractAs::<Pairs>::new(settings(&peer, "ollama")).prompt("How many pairs of socks?"),
+    );
+    let typed: ghostflow::Port<ghostflow::Out, Pairs> = extract.out().value;
+    b.output("pairs", typed);
+    let flow = b.build().unwrap();
+    let outcome = engine().run(&flow, Inputs::new()).await.unwrap();
+    assert_eq!(
+        outcome.output::<Pairs>("pairs").unwrap(),
+        Pairs { count: 4 }
+    );
+    let feedback = sent_texts(&chat_requests(&peer)[1]).pop().unwrap();
+    assert!(
+        feedback.contains("- it does not read as `ai_agent::Pairs`: 3 is odd; give an even count"),
+        "{feedback}"
+    );
+}
+
 // ------------------------------------------------------------- the agent
 
 const QUOTE_FLOW: &str = r#"

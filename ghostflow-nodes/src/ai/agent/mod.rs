@@ -99,7 +99,8 @@ pub struct Agent {
     #[serde(default = "default_tool_timeout", deserialize_with = "tool_timeout")]
     pub tool_timeout: DurationText,
     /// Whether the calls of one step run at once (`true`) or one after the
-    /// other, in the model's order.
+    /// other, in the model's order. This is how the agent runs them; the
+    /// model may ask for several calls in one step either way.
     #[serde(default = "yes")]
     pub parallel_tool_calls: bool,
     /// What reaching `max_steps` without an answer does: `fail`, or
@@ -162,7 +163,9 @@ pub struct AgentOutput {
     /// The model's final answer.
     pub answer: String,
     /// Every message: the system prompt, the history, the user's message,
-    /// and each step's answer and tool results.
+    /// and each step's answer and tool results. (To go on with the
+    /// conversation, give it as the `history` of an agent without a
+    /// `system` prompt, or leave out its first message.)
     pub transcript: Vec<Message>,
     /// How many model requests it took.
     pub steps: u32,

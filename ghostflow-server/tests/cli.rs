@@ -658,3 +658,65 @@ outputs:
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("not a directory"), "{}", stderr(&out));
 }
+
+/// A chat flow against the model peer (a local server speaking the OpenAI
+/// protocol): the answer streams, and its tokens show in the plain
+/// progress, joined into lines of the node, before the node's success.
+#[test]
+fn run_shows_the_tokens_a_chat_streams() {
+    // The peer serves on this runtime's threads while the binary runs.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let peer = runtime.block_on(ghostflow_model_peer::ModelPeer::start());
+    peer.api_key("sk-cli-test");
+    peer.push(ghostflow_model_peer::Reply::text(
+        "Paris is the capital of France.\nIt lies on the Seine.",
+    ));
+    let dir = TempDir::new("chat");
+    let flow = dir.file(
+        "chat.yaml",
+        &format!(
+            r#"
+version: 1
+name: ask
+nodes:
+  - id: ask
+    type: chat
+    config:
+      model: {{ provider: openai, name: test-model, base_url: "{}", api_key_secret: CLI_MODEL_KEY }}
+      prompt: What is the capital of France?
+outputs:
+  answer: ask.text
+"#,
+            peer.openai_url()
+        ),
+    );
+    let out = command(&["run", path(&flow)])
+        .env("CLI_MODEL_KEY", "sk-cli-test")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    let at = |suffix: &str| {
+        lines
+            .iter()
+            .position(|l| l.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no line ending with `{suffix}`:\n{err}"))
+    };
+    let first = at("] ask: Paris is the capital of France.");
+    let second = at("] ask: It lies on the Seine.");
+    let succeeded = lines
+        .iter()
+        .position(|l| l.contains("] ask succeeded in "))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(first < second && second < succeeded, "{err}");
+    assert!(!err.contains("sk-cli-test"), "{err}");
+    assert!(
+        stdout(&out).contains("Paris is the capital of France."),
+        "{}",
+        stdout(&out)
+    );
+    let request = peer.last_request().unwrap();
+    assert_eq!(request.body["stream"], json!(true));
+    assert_eq!(request.header("authorization"), Some("Bearer sk-cli-test"));
+}

@@ -22,7 +22,8 @@
 //!   `{"token": "..."}` on the execution's event stream; `ghostflow run`
 //!   prints them as they come. The answer is the same either way. A stream
 //!   that ends before its last event (`data: [DONE]`, `message_stop`,
-//!   `"done": true`) fails as cut off (retryable).
+//!   `"done": true`) fails as cut off (retryable); a retried attempt
+//!   streams its tokens again, after the failure's event.
 //! - **Translation.** Providers map the one abstraction onto each
 //!   protocol: system messages become Anthropic's top-level `system`; tool
 //!   calls are OpenAI's `tool_calls` (arguments as JSON text), Ollama's
@@ -32,10 +33,10 @@
 //!   JSON output is OpenAI's `response_format`, Ollama's `format`, and for
 //!   Anthropic, which has none, an instruction at the end of the system
 //!   prompt (check the answer: the structured-output node does). Anthropic
-//!   needs `max_tokens`: 1024 when none is set
-//!   ([`DEFAULT_MAX_TOKENS`]). OpenAI's
-//!   own service is sent `max_completion_tokens`, other servers
-//!   `max_tokens`.
+//!   needs `max_tokens`: [`DEFAULT_MAX_TOKENS`] (1024) when none is set.
+//!   OpenAI's own service is sent `max_completion_tokens`, other servers
+//!   `max_tokens`. Tool-call arguments that are not valid JSON fail the
+//!   request as retryable (another sample may get them right).
 //! - **Errors say whether to retry.** 429, 408, 409 and 5xx (Anthropic's
 //!   529 "overloaded" too), connection failures, timeouts, streams cut off
 //!   and errors a server reports mid-stream are retryable, with the

@@ -2,9 +2,9 @@
 //! requests and responses in one shape, whatever the provider's wire
 //! format, and the two traits a provider implements.
 //!
-//! A node reads a [`ModelSettings`](super::ModelSettings) from its config (which provider, which
-//! model, where, with which secret), asks it for a [`ChatModel`] or an
-//! [`EmbeddingModel`], and calls it. Providers translate to and from their
+//! A node reads a [`ModelSettings`](super::ModelSettings) from its config
+//! (which provider, which model, where, with which secret), asks it for a
+//! [`ChatModel`] or an [`EmbeddingModel`], and calls it. Providers translate to and from their
 //! own protocol (OpenAI-compatible chat completions, Ollama's native API,
 //! Anthropic's messages API), stream when asked, and turn every failure
 //! into a [`NodeError`] that says whether to retry (429 and 5xx are

@@ -89,7 +89,8 @@ pub struct ModelSettings {
     /// Ollama, as `x-api-key` to Anthropic). Without it no key is sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_secret: Option<String>,
-    /// Extra request headers (for a proxy or gateway).
+    /// Extra request headers (for a proxy or gateway), set after the
+    /// provider's own, so they can replace them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// Time for one whole request, the streamed answer included (default

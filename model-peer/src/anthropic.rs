@@ -703,8 +703,8 @@ fn message(call: &ChatCall, answer: &Answer, shared: &Shared) -> Value {
         "id": shared.ids.anthropic_message(),
         "type": "message",
         "role": "assistant",
-        "model": call.model,
         "content": content,
+        "model": call.model,
         "stop_reason": reason,
         "stop_sequence": sequence,
         "usage": {"input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens}
@@ -721,8 +721,8 @@ fn plan(call: &ChatCall, answer: &Answer, effects: &Effects, shared: &Shared) ->
                 "id": shared.ids.anthropic_message(),
                 "type": "message",
                 "role": "assistant",
-                "model": call.model,
                 "content": [],
+                "model": call.model,
                 "stop_reason": null,
                 "stop_sequence": null,
                 "usage": {"input_tokens": answer.input_tokens, "output_tokens": 1}

@@ -153,9 +153,9 @@ fn failure_object(failure: &Failure, model: &str) -> Value {
     json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
 }
 
-fn fail(failure: &Failure, model: &str) -> Response {
+fn fail(failure: &Failure, model: &str, shared: &Shared) -> Response {
     let mut response = server::json_response(failure.status, &failure_object(failure, model));
-    server::set_header(&mut response, "x-request-id", "req_modelpeer");
+    server::set_header(&mut response, "x-request-id", &shared.ids.openai_request());
     server::with_retry_after(response, failure)
 }
 
@@ -165,15 +165,15 @@ fn unauthorized(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     match server::bearer(headers) {
         Some(given) if given == key => None,
         Some(given) => {
-            let shown: String = if given.len() > 8 {
-                format!(
-                    "{}{}{}",
-                    &given[..3],
-                    "*".repeat(given.len() - 7),
-                    &given[given.len() - 4..]
-                )
+            // As OpenAI shows it: the first three and last four characters.
+            let chars: Vec<char> = given.chars().collect();
+            let shown: String = if chars.len() > 8 {
+                let stars = "*".repeat(chars.len() - 7);
+                let head: String = chars[..3].iter().collect();
+                let tail: String = chars[chars.len() - 4..].iter().collect();
+                format!("{head}{stars}{tail}")
             } else {
-                "*".repeat(given.len())
+                "*".repeat(chars.len())
             };
             Some(error(
                 401,
@@ -869,6 +869,17 @@ fn parse_chat(body: &[u8]) -> Checked<(ChatCall, bool)> {
         Some(other) => return Err(invalid_type("stream_options", "an object", other)),
     };
     let tools = parse_tools(&body)?;
+    if tools.is_empty()
+        && body
+            .get("parallel_tool_calls")
+            .is_some_and(|p| !p.is_null())
+    {
+        return Err(bad(
+            "Invalid value for 'parallel_tool_calls': 'parallel_tool_calls' is only allowed when 'tools' are specified.",
+            Some("parallel_tool_calls"),
+            None,
+        ));
+    }
     let tool_choice = parse_tool_choice(&body, &tools)?;
     let format = parse_format(&body, &turns)?;
     let call = ChatCall {
@@ -926,6 +937,7 @@ pub(crate) async fn chat(shared: &Arc<Shared>, headers: &HeaderMap, body: &[u8])
                 retry_after: None,
             },
             &call.model,
+            shared,
         );
     }
     let reply = shared.next_chat().await;
@@ -937,12 +949,12 @@ pub(crate) async fn chat(shared: &Arc<Shared>, headers: &HeaderMap, body: &[u8])
             None,
             None,
         ),
-        Ok(Outcome::Fail(failure)) => fail(&failure, &call.model),
+        Ok(Outcome::Fail(failure)) => fail(&failure, &call.model, shared),
         Ok(Outcome::Answer(answer, effects)) => {
             if let Some((_, failure)) = &effects.error_after
                 && !call.stream
             {
-                return fail(failure, &call.model);
+                return fail(failure, &call.model, shared);
             }
             let answer = with_ids(answer, shared);
             let mut response = if call.stream {
@@ -1015,8 +1027,7 @@ fn completion(call: &ChatCall, answer: &Answer, shared: &Shared) -> Value {
             "finish_reason": finish_reason(&answer.finish)
         }],
         "usage": usage(answer),
-        "service_tier": "default",
-        "system_fingerprint": shared.ids.fingerprint()
+        "service_tier": "default"
     })
 }
 
@@ -1188,10 +1199,10 @@ pub(crate) async fn embeddings(shared: &Arc<Shared>, headers: &HeaderMap, body: 
             message: None,
             retry_after: None,
         };
-        return fail(&failure, &model);
+        return fail(&failure, &model, shared);
     }
     match server::vectors(shared, &inputs, dimensions).await {
-        Vectors::Fail(failure) => fail(&failure, &model),
+        Vectors::Fail(failure) => fail(&failure, &model, shared),
         Vectors::Mismatch(m) => error(500, &format!("model peer: {m}"), "server_error", None, None),
         Vectors::Ready {
             vectors,
@@ -1208,7 +1219,7 @@ pub(crate) async fn embeddings(shared: &Arc<Shared>, headers: &HeaderMap, body: 
                     } else {
                         json!(vector)
                     };
-                    json!({"object": "embedding", "index": index, "embedding": embedding})
+                    json!({"object": "embedding", "embedding": embedding, "index": index})
                 })
                 .collect();
             let tokens: u64 = inputs.iter().map(|i| chat::tokens(i).max(1)).sum();

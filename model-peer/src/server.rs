@@ -42,15 +42,15 @@ impl Protocol {
     /// The protocol a request speaks, from its path (and, for paths both
     /// OpenAI and Anthropic have, its `anthropic-version` header).
     fn of(path: &str, headers: &HeaderMap) -> Protocol {
-        if path == "/" || path.starts_with("/api/") {
-            Protocol::Ollama
-        } else if path.starts_with("/v1/messages")
-            || headers.contains_key("anthropic-version")
-            || headers.contains_key("x-api-key")
-        {
-            Protocol::Anthropic
-        } else {
-            Protocol::Openai
+        match path {
+            "/" => Protocol::Ollama,
+            _ if path.starts_with("/api/") => Protocol::Ollama,
+            _ if path.starts_with("/v1/messages") => Protocol::Anthropic,
+            "/v1/chat/completions" | "/v1/embeddings" => Protocol::Openai,
+            _ if headers.contains_key("anthropic-version") || headers.contains_key("x-api-key") => {
+                Protocol::Anthropic
+            }
+            _ => Protocol::Openai,
         }
     }
 }

@@ -128,13 +128,18 @@ fn paced(steps: Vec<Step>, pace: Option<Duration>, guard: Guard) -> Body {
         }
         match step {
             Step::Send(bytes) => Some((Ok(bytes), (steps, sent + 1, guard))),
-            Step::Cut => Some((
-                Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "model peer: stream cut as scripted",
-                )),
-                (steps, sent + 1, guard),
-            )),
+            Step::Cut => {
+                // Give the server a turn to flush what was sent, so that
+                // the client sees the bytes before the connection drops.
+                tokio::task::yield_now().await;
+                Some((
+                    Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "model peer: stream cut as scripted",
+                    )),
+                    (steps, sent + 1, guard),
+                ))
+            }
             Step::Stall => {
                 std::future::pending::<()>().await;
                 None

@@ -160,8 +160,8 @@ fn every_family_registers_its_nodes() {
     }
     let expected = serde_json::json!({
         "ai": [
-            "chat", "document_load", "embed", "text_split", "vector_delete", "vector_search",
-            "vector_upsert"
+            "agent", "chat", "document_load", "embed", "extract", "text_split", "vector_delete",
+            "vector_search", "vector_upsert"
         ],
         "control": ["delay", "fail", "for_each", "if", "merge", "passthrough", "subflow", "switch"],
         "data": [
@@ -180,5 +180,5 @@ fn every_family_registers_its_nodes() {
         "text": ["base64", "hash", "hmac", "regex_extract", "regex_match", "regex_replace", "template"]
     });
     assert_eq!(serde_json::to_value(&by_category).unwrap(), expected);
-    assert_eq!(ghostflow_nodes::specs().len(), 54);
+    assert_eq!(ghostflow_nodes::specs().len(), 56);
 }

@@ -61,7 +61,41 @@
 //!   ([`crate::net`]): pooled connections, and the engine's
 //!   [`NetworkPolicy`](crate::NetworkPolicy).
 //!
-//! Nodes: [`Chat`] (`chat`) and [`Embed`] (`embed`).
+//! - **Structured output.** [`Extract`] (`extract`) asks for JSON matching
+//!   its `schema` in each provider's way (above) and checks every answer
+//!   itself with a JSON Schema validator: an answer that is not JSON (a
+//!   fenced code block around it is accepted) or breaks the schema goes
+//!   back to the model as a message listing the problems (at most 12,
+//!   each with its JSON pointer), up to `max_attempts` answers (3 by
+//!   default); then a permanent error with the last problems. For
+//!   Anthropic the schema travels as a system-prompt instruction rather
+//!   than a forced tool call: the model abstraction has no `tool_choice`,
+//!   and the answer is checked the same way whatever the provider. In
+//!   Rust, [`ExtractAs<T>`](ExtractAs) takes its schema from `T:
+//!   JsonSchema` and its `value` port has type `T` (an answer that does not
+//!   deserialize as `T` is fed back too); written to a document it is an
+//!   `extract` node.
+//! - **Agents.** [`Agent`] (`agent`) loops: it asks the model with its
+//!   tools, runs the calls it asks for, gives it the results, and stops
+//!   at an answer without calls or after `max_steps` (8) requests. A tool
+//!   is a node (`node: { type, config }`, made with the engine's registry;
+//!   its parameters are the node's input ports, its result all its
+//!   outputs) or a flow (`flow: file.yaml`; parameters its inputs, result
+//!   its outputs). The loader checks both when the document loads (the
+//!   `x-node` and `x-flow` marks) and reads flow paths from the document's
+//!   directory; a tool's config is fixed there (no expressions). Each call
+//!   runs as its own execution on the node's engine, with the engine's
+//!   policies, secrets and sinks; cancelling the agent cancels them.
+//!   Bad arguments (checked against the parameters schema first), an
+//!   unknown tool, a failed tool and one slower than `tool_timeout` (60s)
+//!   are all results the model reads as `{"error": "..."}`, not node
+//!   failures. Results longer than `max_result_bytes` (64 KiB) are cut for
+//!   the model. Progress events: `{"tool_call": {step, id, name,
+//!   arguments}}`, `{"tool_result": {step, id, name, result | error,
+//!   duration_ms}}` and `{"token": ...}`.
+//!
+//! Nodes: [`Chat`] (`chat`), [`Embed`] (`embed`), [`Extract`] (`extract`)
+//! and [`Agent`] (`agent`).
 //!
 //! # Documents, chunks and vectors
 //!
@@ -103,6 +137,7 @@
 
 use ghostflow::Registry;
 
+mod agent;
 mod chat;
 mod documents;
 mod embed;
@@ -111,8 +146,13 @@ mod provider;
 mod settings;
 mod split;
 mod stream;
+mod structured;
 pub mod vector;
 
+pub use self::agent::{
+    Agent, AgentInput, AgentOutput, AgentTool, MAX_AGENT_STEPS, OnMaxSteps, ToolCallRecord,
+    ToolNode,
+};
 pub use self::chat::{Chat, ChatInput, ChatOutput};
 pub use self::documents::{
     DocumentFormat, DocumentLoad, DocumentLoadInput, DocumentLoadOutput, Loaded,
@@ -125,6 +165,9 @@ pub use self::split::{
     Chunk, SplitFormat, SplitUnit, TextSplit, TextSplitInput, TextSplitOutput, Tokenizer,
 };
 pub use self::stream::MAX_EVENT_BYTES;
+pub use self::structured::{
+    Extract, ExtractAs, ExtractInput, ExtractOutput, ExtractedAs, MAX_EXTRACT_ATTEMPTS,
+};
 pub use self::vector::{VectorDelete, VectorSearch, VectorUpsert};
 
 /// Registers the AI nodes.
@@ -136,5 +179,7 @@ pub(crate) fn register(registry: &mut Registry) {
         .register::<DocumentLoad>()
         .register::<VectorUpsert>()
         .register::<VectorSearch>()
-        .register::<VectorDelete>();
+        .register::<VectorDelete>()
+        .register::<Extract>()
+        .register::<Agent>();
 }

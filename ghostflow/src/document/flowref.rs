@@ -16,7 +16,11 @@ use crate::registry::Registry;
 ///
 /// A config field of this type should carry the `x-flow` mark in its schema
 /// (`#[schemars(extend("x-flow" = true))]`), so that the loader resolves and
-/// checks it.
+/// checks it. Marks count at any depth (a field of a list's items too), and
+/// so does `x-node`, for a node declaration `{ type, config }` inside a
+/// config (an agent's tool): the loader checks its type and its config as
+/// it checks a document's nodes, and leaves the field that holds either out
+/// of expression rendering.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum FlowRef {

@@ -37,9 +37,10 @@ pub struct LoadOptions {
     /// When set, secrets that expressions read must exist in this provider
     /// at load time (a missing one is a load problem, not a run failure).
     pub secrets: Option<Arc<dyn Secrets>>,
-    /// The directory that relative paths in configs (fields marked `x-path`
-    /// or `x-flow` in a node's schema, such as a sub-flow's file) are read
-    /// from. [`Loader::load_path`] sets it to the document's directory.
+    /// The directory that relative paths in configs (values marked `x-path`
+    /// or `x-flow` in a node's schema, at any depth, such as a sub-flow's
+    /// file) are read from. [`Loader::load_path`] sets it to the document's
+    /// directory.
     pub base_dir: Option<PathBuf>,
 }
 
@@ -629,72 +630,147 @@ impl<'a, 'r> Build<'a, 'r> {
         Some((spec, index))
     }
 
-    /// Node `i`'s config with its `x-path` and `x-flow` fields (top-level
-    /// fields so marked in its schema) read from the document's directory,
-    /// and the sub-flows of its `x-flow` fields loaded and checked; `None`
-    /// when a sub-flow has problems (they are reported).
+    /// Node `i`'s config with its marked fields resolved (see
+    /// [`resolve_config`](Self::resolve_config)); `None` when something
+    /// marked has problems (they are reported).
     fn resolve_paths(
         &mut self,
         i: usize,
         config: &serde_json::Value,
         spec: &NodeSpec,
     ) -> Option<serde_json::Value> {
-        let marked = |flag: &str| -> Vec<String> {
-            spec.config_schema
-                .get("properties")
-                .and_then(|p| p.as_object())
-                .map(|props| {
-                    props
-                        .iter()
-                        .filter(|(_, s)| {
-                            s.get(flag).and_then(serde_json::Value::as_bool) == Some(true)
-                        })
-                        .map(|(name, _)| name.clone())
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let (paths, flows) = (marked("x-path"), marked("x-flow"));
-        if paths.is_empty() && flows.is_empty() {
+        self.resolve_config(Self::node_path(i).with_key("config"), config, spec)
+    }
+
+    /// A config (at `at` in the document) with the values its schema marks
+    /// resolved, at any depth (a field, a field of a list's items, ...):
+    /// `x-path` and `x-flow` paths read from the document's directory, the
+    /// sub-flows of `x-flow` values loaded and checked, and the node
+    /// declarations of `x-node` values (`{ type, config }`, such as an
+    /// agent's tools) checked as nodes are: their type, their config
+    /// (resolved the same way) against its schema. `None` when something
+    /// marked has problems (they are reported).
+    fn resolve_config(
+        &mut self,
+        at: DocPath,
+        config: &serde_json::Value,
+        spec: &NodeSpec,
+    ) -> Option<serde_json::Value> {
+        let mut marked = Vec::new();
+        let schema = &spec.config_schema;
+        marked_values(schema, schema, config, &DocPath::root(), 0, &mut marked);
+        if marked.is_empty() {
             return Some(config.clone());
         }
         let mut config = config.clone();
         let mut ok = true;
-        for field in paths.iter().chain(&flows) {
-            let Some(object) = config.as_object_mut() else {
-                break;
+        for (relative, mark) in marked {
+            let Some(value) = value_at_mut(&mut config, relative.segments()) else {
+                continue;
             };
-            if let Some(serde_json::Value::String(text)) = object.get_mut(field)
-                && !text.contains("{{")
-                && let Some(base) = &self.loader.options.base_dir
-                && Path::new(text.as_str()).is_relative()
-            {
-                *text = base.join(text.as_str()).display().to_string();
-            }
-        }
-        for field in &flows {
-            let at = Self::node_path(i)
-                .with_key("config")
-                .with_key(field.clone());
-            match config.get(field) {
-                Some(serde_json::Value::String(file)) if file.contains("{{") => {
-                    self.report(
-                        at,
-                        "a sub-flow is fixed when the document loads; it cannot be an expression"
-                            .to_owned(),
-                    );
-                    ok = false;
+            let at = at.clone().join(&relative);
+            match mark {
+                Mark::Path | Mark::Flow => {
+                    if let serde_json::Value::String(text) = value
+                        && !text.contains("{{")
+                        && let Some(base) = &self.loader.options.base_dir
+                        && Path::new(text.as_str()).is_relative()
+                    {
+                        *text = base.join(text.as_str()).display().to_string();
+                    }
+                    if mark == Mark::Flow {
+                        ok &= self.check_subflow(at, value);
+                    }
                 }
-                Some(serde_json::Value::String(file)) => {
-                    ok &= self.check_subflow_file(at, Path::new(file));
-                }
-                Some(inline @ serde_json::Value::Object(_)) => {
-                    ok &= self.check_inline_subflow(at, inline);
-                }
-                _ => {}
+                Mark::Node => ok &= self.check_nested_node(at, value),
             }
         }
         ok.then_some(config)
+    }
+
+    /// Checks the sub-flow of an `x-flow` value at `at`.
+    fn check_subflow(&mut self, at: DocPath, value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(file) if file.contains("{{") => {
+                self.report(
+                    at,
+                    "a sub-flow is fixed when the document loads; it cannot be an expression"
+                        .to_owned(),
+                );
+                false
+            }
+            serde_json::Value::String(file) => self.check_subflow_file(at, Path::new(file)),
+            inline @ serde_json::Value::Object(_) => self.check_inline_subflow(at, inline),
+            // Anything else is the config schema's to report.
+            _ => true,
+        }
+    }
+
+    /// Checks the node declaration `{ type, config }` of an `x-node` value
+    /// at `at` as a document node is checked, and resolves its config's
+    /// own marked values in place. A value of another shape is left to the
+    /// config schema.
+    fn check_nested_node(&mut self, at: DocPath, value: &mut serde_json::Value) -> bool {
+        let Some(object) = value.as_object_mut() else {
+            return true;
+        };
+        let Some(serde_json::Value::String(type_name)) = object.get("type") else {
+            return true;
+        };
+        let node_type = match self.loader.registry.get(type_name) {
+            Ok(t) => t.clone(),
+            Err(e) => {
+                self.report(at.with_key("type"), e.to_string());
+                return false;
+            }
+        };
+        let empty = serde_json::Value::Object(serde_json::Map::new());
+        let config = match object.get("config") {
+            None => &empty,
+            Some(config @ serde_json::Value::Object(_)) => config,
+            Some(_) => return true,
+        };
+        let config_path = at.with_key("config");
+        let Some(config) = self.resolve_config(config_path.clone(), config, node_type.spec())
+        else {
+            return false;
+        };
+        // Nothing renders a nested node's config: it is used as written.
+        let (expressions, _) = split_raw_fields(&config, node_type.spec());
+        match ConfigTemplate::parse(&expressions) {
+            Ok(template) if template.is_static() => {}
+            Ok(template) => {
+                for path in template.paths() {
+                    self.report(
+                        config_path.clone().join_dotted(path),
+                        "a nested node's config is fixed when the document loads; it cannot hold expressions",
+                    );
+                }
+                return false;
+            }
+            Err(errors) => {
+                for (path, e) in errors {
+                    self.report(
+                        config_path.clone().join_dotted(&path),
+                        format!("a nested node's config is fixed when the document loads; it cannot hold expressions ({e})"),
+                    );
+                }
+                return false;
+            }
+        }
+        let problems = node_type.validate(&config);
+        let ok = problems.is_empty();
+        for e in problems {
+            self.report(config_path.clone().join_dotted(&e.path), e.message);
+        }
+        if ok && let Err(e) = node_type.create(&config) {
+            self.report(config_path.join_dotted(&e.path), e.message);
+            return false;
+        }
+        if ok && object.contains_key("config") {
+            object.insert("config".to_owned(), config);
+        }
+        ok
     }
 
     /// Loads the sub-flow at `file` and reports its problems at `at`.
@@ -1111,9 +1187,168 @@ fn leaf_references(template: &ConfigTemplate) -> Vec<(String, Reference)> {
     found
 }
 
+/// What a mark in a config schema asks of the loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// `x-path`: a file path, read from the document's directory.
+    Path,
+    /// `x-flow`: a sub-flow, a path or an inline document, checked now.
+    Flow,
+    /// `x-node`: a node declaration `{ type, config }`, checked now.
+    Node,
+}
+
+/// The marks, by schema keyword.
+const MARKS: [(&str, Mark); 3] = [
+    ("x-path", Mark::Path),
+    ("x-flow", Mark::Flow),
+    ("x-node", Mark::Node),
+];
+
+/// How deep the loader follows a config schema (nesting and `$ref`s).
+const MAX_SCHEMA_DEPTH: usize = 64;
+
+/// The schema `$ref` points to inside `root` (`#/$defs/Name`), if local.
+fn resolve_schema_ref<'s>(
+    root: &'s serde_json::Value,
+    reference: &str,
+) -> Option<&'s serde_json::Value> {
+    root.pointer(reference.strip_prefix('#')?)
+}
+
+/// The mark of a schema, if it has one.
+fn mark_of(schema: &serde_json::Value) -> Option<Mark> {
+    MARKS
+        .iter()
+        .find(|(flag, _)| schema.get(*flag).and_then(serde_json::Value::as_bool) == Some(true))
+        .map(|(_, mark)| *mark)
+}
+
+/// Appends the values of `value` (at `at`) that `schema` (inside `root`)
+/// marks, walking `$ref`, `properties`, `additionalProperties`, `items`
+/// and the alternatives of `allOf`, `anyOf` and `oneOf` along the value.
+/// A marked value is not looked into.
+fn marked_values(
+    root: &serde_json::Value,
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    at: &DocPath,
+    depth: usize,
+    out: &mut Vec<(DocPath, Mark)>,
+) {
+    if depth > MAX_SCHEMA_DEPTH {
+        return;
+    }
+    if !at.is_root()
+        && let Some(mark) = mark_of(schema)
+    {
+        if !out.iter().any(|(seen, _)| seen == at) {
+            out.push((at.clone(), mark));
+        }
+        return;
+    }
+    if let Some(target) = schema
+        .get("$ref")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|r| resolve_schema_ref(root, r))
+    {
+        marked_values(root, target, value, at, depth + 1, out);
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        if let Some(alternatives) = schema.get(key).and_then(serde_json::Value::as_array) {
+            for alternative in alternatives {
+                marked_values(root, alternative, value, at, depth + 1, out);
+            }
+        }
+    }
+    match value {
+        serde_json::Value::Object(object) => {
+            let properties = schema
+                .get("properties")
+                .and_then(serde_json::Value::as_object);
+            let rest = schema.get("additionalProperties").filter(|s| s.is_object());
+            for (key, item) in object {
+                let item_schema = properties.and_then(|p| p.get(key)).or(rest);
+                if let Some(item_schema) = item_schema {
+                    let at = at.clone().with_key(key.clone());
+                    marked_values(root, item_schema, item, &at, depth + 1, out);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items").filter(|s| s.is_object()) {
+                for (index, item) in items.iter().enumerate() {
+                    let at = at.clone().with_index(index);
+                    marked_values(root, item_schema, item, &at, depth + 1, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether `schema` (inside `root`) marks something below itself with one
+/// of `marks`, following each `$ref` once (`seen` holds those followed).
+fn marks_inside(
+    root: &serde_json::Value,
+    schema: &serde_json::Value,
+    marks: &[Mark],
+    seen: &mut Vec<String>,
+    depth: usize,
+) -> bool {
+    if depth > MAX_SCHEMA_DEPTH {
+        return false;
+    }
+    let mut below: Vec<&serde_json::Value> = Vec::new();
+    if let Some(reference) = schema.get("$ref").and_then(serde_json::Value::as_str)
+        && !seen.iter().any(|r| r == reference)
+    {
+        seen.push(reference.to_owned());
+        below.extend(resolve_schema_ref(root, reference));
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        below.extend(
+            schema
+                .get(key)
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten(),
+        );
+    }
+    below.extend(
+        schema
+            .get("properties")
+            .and_then(serde_json::Value::as_object)
+            .into_iter()
+            .flat_map(|p| p.values()),
+    );
+    for key in ["items", "additionalProperties"] {
+        below.extend(schema.get(key).filter(|s| s.is_object()));
+    }
+    below.into_iter().any(|s| {
+        mark_of(s).is_some_and(|m| marks.contains(&m))
+            || marks_inside(root, s, marks, seen, depth + 1)
+    })
+}
+
+/// The value at `segments` inside `value`.
+fn value_at_mut<'v>(
+    value: &'v mut serde_json::Value,
+    segments: &[Segment],
+) -> Option<&'v mut serde_json::Value> {
+    segments
+        .iter()
+        .try_fold(value, |value, segment| match segment {
+            Segment::Key(key) => value.get_mut(key.as_str()),
+            Segment::Index(i) => value.get_mut(*i),
+        })
+}
+
 /// Splits a config into what the loader treats as expressions and the raw
 /// fields: top-level fields whose schema says `"x-template": true`, which
-/// the node renders itself with its own inputs.
+/// the node renders itself with its own inputs, and fields that are or
+/// hold sub-flows (`x-flow`) and node declarations (`x-node`), which have
+/// expressions of their own or none.
 fn split_raw_fields(
     config: &serde_json::Value,
     spec: &NodeSpec,
@@ -1133,11 +1368,15 @@ fn split_raw_fields(
         return (config.clone(), raw);
     };
     let mut rest = object.clone();
+    let root = &spec.config_schema;
     for (name, schema) in properties {
-        // Sub-flows (`x-flow`) are raw too: their expressions are their own.
-        let marked = ["x-template", "x-flow"]
+        // Sub-flows (`x-flow`) are raw too: their expressions are their own;
+        // so are fields holding sub-flows or node declarations (`x-node`)
+        // deeper down, such as a list of tools.
+        let marked = ["x-template", "x-flow", "x-node"]
             .iter()
-            .any(|flag| schema.get(*flag).and_then(serde_json::Value::as_bool) == Some(true));
+            .any(|flag| schema.get(*flag).and_then(serde_json::Value::as_bool) == Some(true))
+            || marks_inside(root, schema, &[Mark::Flow, Mark::Node], &mut Vec::new(), 0);
         if marked && let Some(value) = rest.remove(name) {
             raw.insert(name.clone(), value);
         }

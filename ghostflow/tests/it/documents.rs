@@ -613,3 +613,154 @@ nodes:
         "{err}"
     );
 }
+
+/// A node declaration inside a config, as an agent's tool holds one.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct Declared {
+    /// The node type.
+    #[serde(rename = "type")]
+    pub(crate) node_type: String,
+    /// Its config.
+    #[serde(default)]
+    pub(crate) config: serde_json::Value,
+}
+
+/// One entry of a [`Toolbox`]: a node or a sub-flow.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Entry {
+    /// Its name.
+    pub(crate) name: String,
+    /// A node to make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-node" = true))]
+    pub(crate) node: Option<Declared>,
+    /// A flow document's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-flow" = true))]
+    pub(crate) flow: Option<String>,
+}
+
+/// Holds node declarations and sub-flows deep in its config; says how many.
+#[derive(Node, Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[node(output = Words, category = "test")]
+pub(crate) struct Toolbox {
+    /// The entries.
+    pub(crate) entries: Vec<Entry>,
+    /// A label, which may be an expression.
+    #[serde(default)]
+    pub(crate) label: String,
+}
+
+impl Run for Toolbox {
+    async fn run(&self, _: (), _: &Context) -> Result<Words, NodeError> {
+        Ok(Words {
+            text: format!("{}: {} entries", self.label, self.entries.len()),
+        })
+    }
+}
+
+/// Marks below the top level of a config (a list of `{ node }` and
+/// `{ flow }` entries) are checked when the document loads, at their
+/// place; relative flow paths are read from the document's directory; a
+/// field holding them is left alone by expressions, the others are not.
+#[tokio::test]
+async fn node_declarations_and_sub_flows_nested_in_configs_are_checked_at_load() {
+    let dir = std::env::temp_dir().join(format!("ghostflow-nested-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("part.yaml"),
+        "version: 1\nname: part\nnodes:\n  - id: say\n    type: say\n    config: { text: hi }\noutputs:\n  text: say.text\n",
+    )
+    .unwrap();
+    let mut registry = registry();
+    registry.register::<Toolbox>();
+    let loader = Loader::new(&registry);
+    let write = |name: &str, body: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        path
+    };
+    let good = write(
+        "good.yaml",
+        r#"
+version: 1
+name: nested
+inputs:
+  who: { schema: { type: string } }
+nodes:
+  - id: box
+    type: toolbox
+    config:
+      label: "{{ input.who }}"
+      entries:
+        - { name: a, node: { type: say, config: { text: "{{ input.who | upper }}" } } }
+        - { name: b, flow: part.yaml }
+outputs:
+  text: box.text
+"#,
+    );
+    let err = loader.load_path(&good).unwrap_err().to_string();
+    assert!(
+        err.contains("nodes[0].config.entries[0].node.config.text: a nested node's config is fixed when the document loads; it cannot hold expressions"),
+        "{err}"
+    );
+    let good = write(
+        "good.yaml",
+        &std::fs::read_to_string(&good)
+            .unwrap()
+            .replace("\"{{ input.who | upper }}\"", "hello"),
+    );
+    let loaded = loader.load_path(&good).unwrap_or_else(|e| panic!("{e}"));
+    let config = loaded.flow.nodes()[0].node.config_json().unwrap();
+    assert_eq!(
+        config["entries"][1]["flow"],
+        serde_json::json!(dir.join("part.yaml").display().to_string())
+    );
+    let outcome = Engine::new()
+        .run(&loaded.flow, Inputs::new().set("who", "Ada".to_owned()))
+        .await
+        .unwrap();
+    assert_eq!(outcome.output::<String>("text").unwrap(), "Ada: 2 entries");
+
+    let bad = write(
+        "bad.yaml",
+        r#"
+version: 1
+name: nested
+nodes:
+  - id: box
+    type: toolbox
+    config:
+      entries:
+        - { name: a, node: { type: sya } }
+        - { name: b, node: { type: scale, config: { factor: lots } } }
+        - { name: c, flow: missing.yaml }
+        - { name: d, node: { type: toolbox, config: { entries: [{ name: e, node: { type: nope } }] } } }
+"#,
+    );
+    let err = loader.load_path(&bad).unwrap_err().to_string();
+    for (place, message) in [
+        (
+            "bad.yaml:9:36: nodes[0].config.entries[0].node.type",
+            "unknown node type `sya`; did you mean `say`?",
+        ),
+        (
+            "nodes[0].config.entries[1].node.config.factor",
+            "is not of type \"integer\"",
+        ),
+        ("nodes[0].config.entries[2].flow", "in the sub-flow: "),
+        (
+            "nodes[0].config.entries[3].node.config.entries[0].node.type",
+            "unknown node type `nope`",
+        ),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(place) && l.contains(message)),
+            "missing `{place}` … `{message}` in:\n{err}"
+        );
+    }
+    assert!(err.contains("missing.yaml"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -10,6 +10,7 @@
 //! | `sql`       | [`sql::SqlQuery`], [`sql::SqlQueryOne`], [`sql::SqlExecute`] |
 //! | `messaging` | [`messaging::NatsPublish`], [`messaging::NatsRequest`], [`messaging::Redis`], [`messaging::MqttPublish`], [`messaging::SlackMessage`], [`messaging::DiscordMessage`] |
 //! | `email`     | [`email::EmailSend`] |
+//! | `ai`        | [`ai::Chat`], [`ai::Embed`], [`ai::Extract`] (and the typed [`ai::ExtractAs`]), [`ai::Agent`], [`ai::TextSplit`], [`ai::DocumentLoad`], [`ai::VectorUpsert`], [`ai::VectorSearch`], [`ai::VectorDelete`] |
 //!
 //! Every family is a default feature; turn off default features and pick
 //! the families you need to build less.

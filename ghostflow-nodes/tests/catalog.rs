@@ -121,6 +121,7 @@ fn every_node_type_is_described_with_a_valid_example() {
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
 
+#[cfg(feature = "control")]
 #[test]
 fn enum_mistakes_list_the_choices() {
     let registry = ghostflow_nodes::registry();

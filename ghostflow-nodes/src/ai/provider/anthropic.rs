@@ -92,15 +92,8 @@ impl ChatModel for Anthropic {
     ) -> BoxFuture<'a, Result<ChatResponse, NodeError>> {
         Box::pin(async move {
             let call = self.endpoint.call(ctx, "v1/messages")?;
-            match tokio::time::timeout(
-                self.endpoint.timeout,
-                self.chat_call(&call, request, ctx, on_text),
-            )
-            .await
-            {
-                Ok(result) => result.map_err(|f| call.error(f)),
-                Err(_) => Err(call.timed_out()),
-            }
+            call.finish(self.chat_call(&call, request, ctx, on_text))
+                .await
         })
     }
 }

@@ -201,6 +201,18 @@ impl Call<'_> {
         }
     }
 
+    /// Runs `work` (this call's request and reading its answer) under the
+    /// endpoint's timeout, with its failure in the engine's words.
+    pub(crate) async fn finish<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, Failure>>,
+    ) -> Result<T, NodeError> {
+        match tokio::time::timeout(self.endpoint.timeout, work).await {
+            Ok(result) => result.map_err(|f| self.error(f)),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
     /// The error for a request that did not finish in time.
     pub(crate) fn timed_out(&self) -> NodeError {
         self.error(Failure::retryable(format!(

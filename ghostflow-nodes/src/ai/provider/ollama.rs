@@ -119,15 +119,8 @@ impl ChatModel for Ollama {
     ) -> BoxFuture<'a, Result<ChatResponse, NodeError>> {
         Box::pin(async move {
             let call = self.endpoint.call(ctx, "api/chat")?;
-            match tokio::time::timeout(
-                self.endpoint.timeout,
-                self.chat_call(&call, request, ctx, on_text),
-            )
-            .await
-            {
-                Ok(result) => result.map_err(|f| call.error(f)),
-                Err(_) => Err(call.timed_out()),
-            }
+            call.finish(self.chat_call(&call, request, ctx, on_text))
+                .await
         })
     }
 }
@@ -147,12 +140,7 @@ impl EmbeddingModel for Ollama {
                 });
             }
             let call = self.endpoint.call(ctx, "api/embed")?;
-            match tokio::time::timeout(self.endpoint.timeout, self.embed_call(&call, inputs, ctx))
-                .await
-            {
-                Ok(result) => result.map_err(|f| call.error(f)),
-                Err(_) => Err(call.timed_out()),
-            }
+            call.finish(self.embed_call(&call, inputs, ctx)).await
         })
     }
 }

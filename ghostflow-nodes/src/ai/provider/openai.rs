@@ -110,15 +110,8 @@ impl ChatModel for OpenAi {
     ) -> BoxFuture<'a, Result<ChatResponse, NodeError>> {
         Box::pin(async move {
             let call = self.endpoint.call(ctx, "chat/completions")?;
-            match tokio::time::timeout(
-                self.endpoint.timeout,
-                self.chat_call(&call, request, ctx, on_text),
-            )
-            .await
-            {
-                Ok(result) => result.map_err(|f| call.error(f)),
-                Err(_) => Err(call.timed_out()),
-            }
+            call.finish(self.chat_call(&call, request, ctx, on_text))
+                .await
         })
     }
 }
@@ -138,12 +131,7 @@ impl EmbeddingModel for OpenAi {
                 });
             }
             let call = self.endpoint.call(ctx, "embeddings")?;
-            match tokio::time::timeout(self.endpoint.timeout, self.embed_call(&call, inputs, ctx))
-                .await
-            {
-                Ok(result) => result.map_err(|f| call.error(f)),
-                Err(_) => Err(call.timed_out()),
-            }
+            call.finish(self.embed_call(&call, inputs, ctx)).await
         })
     }
 }

@@ -90,7 +90,7 @@ fn yes() -> bool {
     true
 }
 
-fn optional_template<'de, D: Deserializer<'de>>(
+pub(crate) fn optional_template<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<String>, D::Error> {
     let Some(text) = Option::<String>::deserialize(deserializer)? else {
@@ -100,7 +100,9 @@ fn optional_template<'de, D: Deserializer<'de>>(
     Ok(Some(text))
 }
 
-fn temperature<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+pub(crate) fn temperature<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<f64>, D::Error> {
     let value = Option::<f64>::deserialize(deserializer)?;
     if let Some(t) = value
         && !(0.0..=2.0).contains(&t)
@@ -112,7 +114,9 @@ fn temperature<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>
     Ok(value)
 }
 
-fn max_tokens<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+pub(crate) fn max_tokens<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u32>, D::Error> {
     let value = Option::<u32>::deserialize(deserializer)?;
     if value == Some(0) {
         return Err(serde::de::Error::custom("at least 1 token"));
@@ -179,9 +183,58 @@ impl Chat {
         self
     }
 
-    /// The request these inputs make, and the user's message.
+    /// The request these inputs make, and the new turn (history and the
+    /// user's message, without the system prompt).
     fn request(&self, input: ChatInput) -> Result<(ChatRequest, Vec<Message>), NodeError> {
-        let history = input.history.unwrap_or_default();
+        let conversation = Conversation::new(
+            self.system.as_deref(),
+            self.prompt.as_deref(),
+            input.history,
+            input.data,
+            input.prompt,
+        )?;
+        Ok((
+            ChatRequest {
+                messages: conversation.messages(),
+                temperature: self.temperature,
+                max_tokens: self.max_tokens,
+                stop: self.stop.clone(),
+                tools: Vec::new(),
+                response_format: None,
+                stream: self.stream,
+            },
+            conversation.turn,
+        ))
+    }
+}
+
+/// What a prompt-driven node sends: the rendered `system` template, then
+/// the history and the user's message (the `prompt` input, or the
+/// rendered `prompt` template). Templates read `data`, `history` and
+/// `prompt`. Shared by `chat`, `extract` and `agent`.
+#[derive(Debug)]
+pub(crate) struct Conversation {
+    /// The system message, when the template rendered to any text.
+    pub(crate) system: Option<Message>,
+    /// The history, then the user's message when there is one.
+    pub(crate) turn: Vec<Message>,
+}
+
+impl Conversation {
+    /// Renders the templates against the inputs.
+    ///
+    /// # Errors
+    /// A tool message in the history without its call id, a template that
+    /// fails to render (naming `config.system` or `config.prompt`), or
+    /// nothing to send at all.
+    pub(crate) fn new(
+        system: Option<&str>,
+        prompt: Option<&str>,
+        history: Option<Vec<Message>>,
+        data: Option<Value>,
+        prompt_input: Option<String>,
+    ) -> Result<Conversation, NodeError> {
+        let history = history.unwrap_or_default();
         for (i, message) in history.iter().enumerate() {
             if message.role == Role::Tool && message.tool_call_id.is_none() {
                 return Err(NodeError::permanent(format!(
@@ -190,23 +243,22 @@ impl Chat {
             }
         }
         let vars = json!({
-            "data": input.data.unwrap_or(Value::Null),
+            "data": data.unwrap_or(Value::Null),
             "history": history,
-            "prompt": input.prompt,
+            "prompt": prompt_input,
         });
         let render = |field: &str, template: &str| {
             TextTemplate::parse(template)
                 .and_then(|t| t.render(&vars))
                 .map_err(|e| NodeError::permanent(format!("config.{field}: {e}")))
         };
-        let mut messages = Vec::with_capacity(history.len() + 2);
-        if let Some(system) = &self.system {
-            let text = render("system", system)?;
-            if !text.trim().is_empty() {
-                messages.push(Message::system(text));
-            }
-        }
-        let user = match (input.prompt, &self.prompt) {
+        let system = match system {
+            Some(template) => Some(render("system", template)?)
+                .filter(|text| !text.trim().is_empty())
+                .map(Message::system),
+            None => None,
+        };
+        let user = match (prompt_input, prompt) {
             (Some(prompt), _) => Some(prompt),
             (None, Some(template)) => Some(render("prompt", template)?),
             (None, None) => None,
@@ -216,24 +268,14 @@ impl Chat {
                 "nothing to send: set `prompt` in the config, or connect the `prompt` or `history` input",
             ));
         }
-        messages.extend(history.iter().cloned());
         let mut turn = history;
-        if let Some(user) = user {
-            messages.push(Message::user(user.clone()));
-            turn.push(Message::user(user));
-        }
-        Ok((
-            ChatRequest {
-                messages,
-                temperature: self.temperature,
-                max_tokens: self.max_tokens,
-                stop: self.stop.clone(),
-                tools: Vec::new(),
-                response_format: None,
-                stream: self.stream,
-            },
-            turn,
-        ))
+        turn.extend(user.map(Message::user));
+        Ok(Conversation { system, turn })
+    }
+
+    /// Every message of the request: the system prompt, then the turn.
+    pub(crate) fn messages(&self) -> Vec<Message> {
+        self.system.iter().chain(&self.turn).cloned().collect()
     }
 }
 

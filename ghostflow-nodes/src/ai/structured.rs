@@ -8,13 +8,12 @@ use std::marker::PhantomData;
 use std::num::NonZeroU32;
 
 use ghostflow::PortValue;
-use ghostflow::expr::TextTemplate;
 use ghostflow::prelude::*;
 use serde::Deserializer;
 use serde_json::{Value, json};
 
-use super::chat::usage_json;
-use super::model::{ChatRequest, Message, ResponseFormat, Role, Usage};
+use super::chat::{Conversation, max_tokens, optional_template, temperature, usage_json};
+use super::model::{ChatRequest, Message, ResponseFormat, Usage};
 use super::settings::ModelSettings;
 
 /// The most attempts an [`Extract`] may be given.
@@ -146,40 +145,6 @@ fn default_attempts() -> NonZeroU32 {
     NonZeroU32::new(3).unwrap_or(NonZeroU32::MIN)
 }
 
-pub(crate) fn optional_template<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<String>, D::Error> {
-    let Some(text) = Option::<String>::deserialize(deserializer)? else {
-        return Ok(None);
-    };
-    TextTemplate::parse(&text).map_err(serde::de::Error::custom)?;
-    Ok(Some(text))
-}
-
-pub(crate) fn temperature<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<f64>, D::Error> {
-    let value = Option::<f64>::deserialize(deserializer)?;
-    if let Some(t) = value
-        && !(0.0..=2.0).contains(&t)
-    {
-        return Err(serde::de::Error::custom(format!(
-            "the temperature is {t}; it goes from 0 to 2"
-        )));
-    }
-    Ok(value)
-}
-
-pub(crate) fn max_tokens<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<u32>, D::Error> {
-    let value = Option::<u32>::deserialize(deserializer)?;
-    if value == Some(0) {
-        return Err(serde::de::Error::custom("at least 1 token"));
-    }
-    Ok(value)
-}
-
 fn json_schema<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
     let schema = Value::deserialize(deserializer)?;
     check_schema(&schema).map_err(serde::de::Error::custom)?;
@@ -225,57 +190,6 @@ fn attempts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NonZeroU32, D:
         )));
     }
     Ok(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
-}
-
-/// The messages of a request: the rendered `system` template, the
-/// history, then the user's message (the `prompt` input, or the rendered
-/// `prompt` template). Templates read `data`, `history` and `prompt`.
-/// Shared by `extract` and `agent`, built as `chat` builds its request.
-pub(crate) fn conversation(
-    system: Option<&str>,
-    prompt: Option<&str>,
-    history: Option<Vec<Message>>,
-    data: Option<Value>,
-    prompt_input: Option<String>,
-) -> Result<Vec<Message>, NodeError> {
-    let history = history.unwrap_or_default();
-    for (i, message) in history.iter().enumerate() {
-        if message.role == Role::Tool && message.tool_call_id.is_none() {
-            return Err(NodeError::permanent(format!(
-                "input `history`[{i}]: a tool message needs the `tool_call_id` it answers"
-            )));
-        }
-    }
-    let vars = json!({
-        "data": data.unwrap_or(Value::Null),
-        "history": history,
-        "prompt": prompt_input,
-    });
-    let render = |field: &str, template: &str| {
-        TextTemplate::parse(template)
-            .and_then(|t| t.render(&vars))
-            .map_err(|e| NodeError::permanent(format!("config.{field}: {e}")))
-    };
-    let mut messages = Vec::with_capacity(history.len() + 2);
-    if let Some(system) = system {
-        let text = render("system", system)?;
-        if !text.trim().is_empty() {
-            messages.push(Message::system(text));
-        }
-    }
-    let user = match (prompt_input, prompt) {
-        (Some(prompt), _) => Some(prompt),
-        (None, Some(template)) => Some(render("prompt", template)?),
-        (None, None) => None,
-    };
-    if user.is_none() && history.is_empty() {
-        return Err(NodeError::permanent(
-            "nothing to send: set `prompt` in the config, or connect the `prompt` or `history` input",
-        ));
-    }
-    messages.extend(history);
-    messages.extend(user.map(Message::user));
-    Ok(messages)
 }
 
 /// Adds `more` to a running usage total; stays `None` until a provider
@@ -416,13 +330,14 @@ impl Extract {
         check_schema_name(&self.schema_name)
             .map_err(|e| NodeError::permanent(format!("config.schema_name: {e}")))?;
         let mut request = ChatRequest {
-            messages: conversation(
+            messages: Conversation::new(
                 self.system.as_deref(),
                 self.prompt.as_deref(),
                 input.history,
                 input.data,
                 input.prompt,
-            )?,
+            )?
+            .messages(),
             temperature: self.temperature,
             max_tokens: self.max_tokens,
             stop: Vec::new(),

@@ -13,10 +13,10 @@ use serde_json::{Map, Value, json};
 
 use self::tools::ReadyTool;
 pub use self::tools::{AgentTool, ToolNode};
-use super::chat::usage_json;
+use super::chat::{Conversation, max_tokens, optional_template, temperature, usage_json};
 use super::model::{ChatRequest, Message, ToolCall};
 use super::settings::ModelSettings;
-use super::structured::{add_usage, conversation, max_tokens, optional_template, temperature};
+use super::structured::add_usage;
 
 /// The most steps an [`Agent`] may be given.
 pub const MAX_AGENT_STEPS: u32 = 100;
@@ -430,13 +430,14 @@ impl Run for Agent {
         let tools = tools::prepare(&self.tools, ctx)?;
         let model = self.model.chat_model(ctx)?;
         let mut request = ChatRequest {
-            messages: conversation(
+            messages: Conversation::new(
                 self.system.as_deref(),
                 self.prompt.as_deref(),
                 input.history,
                 input.data,
                 input.prompt,
-            )?,
+            )?
+            .messages(),
             temperature: self.temperature,
             max_tokens: self.max_tokens,
             stop: Vec::new(),

@@ -1391,6 +1391,16 @@ async fn bad_configs_fail_when_the_flow_loads_at_their_path() {
             "nodes[0].config.model: `organization` is an OpenAI setting, but the provider is ollama",
         ),
         (
+            "extract",
+            "{ model: { provider: anthropic, name: m, schema_format: json_object }, schema: { type: object } }",
+            "nodes[0].config.model: `schema_format` is a setting of OpenAI-compatible servers, but the provider is anthropic",
+        ),
+        (
+            "extract",
+            "{ model: { provider: openai, name: m, schema_format: grammar }, schema: { type: object } }",
+            r#"nodes[0].config.model.schema_format: "grammar" is not one of "json_schema", "json_object", "instruction""#,
+        ),
+        (
             "embed",
             "{ model: { provider: anthropic, name: claude } }",
             "nodes[0].config.model: Anthropic has no embeddings API",

@@ -32,7 +32,11 @@
 //!   other consecutive messages of one role) are merged into one message;
 //!   JSON output is OpenAI's `response_format`, Ollama's `format`, and for
 //!   Anthropic, which has none, an instruction at the end of the system
-//!   prompt (check the answer: the structured-output node does). Anthropic
+//!   prompt (check the answer: the structured-output node does).
+//!   OpenAI-compatible servers differ in the schema's form:
+//!   [`SchemaFormat`] (`model.schema_format`) picks OpenAI's
+//!   `json_schema`, `json_object` with a `schema` (llama-cpp-python's
+//!   server, which refuses `json_schema`), or the instruction. Anthropic
 //!   needs `max_tokens`: [`DEFAULT_MAX_TOKENS`] (1024) when none is set.
 //!   OpenAI's own service is sent `max_completion_tokens`, other servers
 //!   `max_tokens`. Tool-call arguments that are not valid JSON fail the
@@ -160,7 +164,7 @@ pub use self::documents::{
 pub use self::embed::{Embed, EmbedInput, EmbedOutput, MAX_BATCH_SIZE};
 pub use self::provider::MAX_TOOL_CALLS;
 pub use self::provider::anthropic::DEFAULT_MAX_TOKENS;
-pub use self::settings::{DEFAULT_ANTHROPIC_VERSION, ModelSettings, Provider};
+pub use self::settings::{DEFAULT_ANTHROPIC_VERSION, ModelSettings, Provider, SchemaFormat};
 pub use self::split::{
     Chunk, SplitFormat, SplitUnit, TextSplit, TextSplitInput, TextSplitOutput, Tokenizer,
 };

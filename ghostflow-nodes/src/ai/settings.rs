@@ -56,6 +56,31 @@ impl std::fmt::Display for Provider {
     }
 }
 
+/// How an OpenAI-compatible server is asked for JSON matching a schema
+/// (the `extract` node's answers). The servers that copy OpenAI's API do
+/// not agree on this; every answer is checked against the schema anyway.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaFormat {
+    /// `response_format: {type: json_schema, json_schema: {name, schema}}`,
+    /// as OpenAI, vLLM, the llama.cpp server and LM Studio take it.
+    #[default]
+    JsonSchema,
+    /// `response_format: {type: json_object, schema}`, as
+    /// llama-cpp-python's server and some hosted APIs take it (they refuse
+    /// `json_schema`).
+    JsonObject,
+    /// No `response_format`: the schema goes into the system prompt, for
+    /// servers that know neither.
+    Instruction,
+}
+
+impl SchemaFormat {
+    fn is_default(&self) -> bool {
+        *self == SchemaFormat::JsonSchema
+    }
+}
+
 /// The model a node talks to: which provider, which model, where, and with
 /// which secret.
 ///
@@ -113,6 +138,10 @@ pub struct ModelSettings {
     /// Ollama's `/api/embed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dimensions: Option<u32>,
+    /// OpenAI-compatible servers only: how to ask for JSON matching a
+    /// schema (`json_schema`, the default; `json_object`; `instruction`).
+    #[serde(default, skip_serializing_if = "SchemaFormat::is_default")]
+    pub schema_format: SchemaFormat,
 }
 
 /// The Anthropic API version sent when `anthropic_version` is not set.
@@ -157,6 +186,8 @@ struct RawSettings {
     anthropic_version: Option<String>,
     #[serde(default, deserialize_with = "dimensions")]
     dimensions: Option<u32>,
+    #[serde(default)]
+    schema_format: Option<SchemaFormat>,
 }
 
 impl TryFrom<RawSettings> for ModelSettings {
@@ -174,7 +205,14 @@ impl TryFrom<RawSettings> for ModelSettings {
             organization: raw.organization,
             anthropic_version: raw.anthropic_version,
             dimensions: raw.dimensions,
+            schema_format: raw.schema_format.unwrap_or_default(),
         };
+        if raw.schema_format.is_some() && settings.provider != Provider::Openai {
+            return Err(format!(
+                "`schema_format` is a setting of OpenAI-compatible servers, but the provider is {}",
+                settings.provider
+            ));
+        }
         settings.check_across()?;
         Ok(settings)
     }
@@ -298,6 +336,7 @@ impl ModelSettings {
             organization: None,
             anthropic_version: None,
             dimensions: None,
+            schema_format: SchemaFormat::JsonSchema,
         }
     }
 
@@ -337,8 +376,22 @@ impl ModelSettings {
         self
     }
 
+    /// These settings asking an OpenAI-compatible server for JSON in
+    /// another way.
+    #[must_use]
+    pub fn schema_format(mut self, format: SchemaFormat) -> Self {
+        self.schema_format = format;
+        self
+    }
+
     /// The checks that need more than one field.
     fn check_across(&self) -> Result<(), String> {
+        if !self.schema_format.is_default() && self.provider != Provider::Openai {
+            return Err(format!(
+                "`schema_format` is a setting of OpenAI-compatible servers, but the provider is {}",
+                self.provider
+            ));
+        }
         if self.organization.is_some() && self.provider != Provider::Openai {
             return Err(format!(
                 "`organization` is an OpenAI setting, but the provider is {}",
@@ -407,6 +460,7 @@ impl ModelSettings {
             timeout: self.timeout.0,
             max_response_bytes: self.max_response_bytes,
             dimensions: self.dimensions,
+            schema_format: self.schema_format,
         })
     }
 
@@ -558,6 +612,18 @@ mod tests {
             (
                 json!({"provider": "openai", "name": "x", "anthropic_version": "v"}),
                 ".: `anthropic_version` is an Anthropic setting, but the provider is openai",
+            ),
+            (
+                json!({"provider": "ollama", "name": "x", "schema_format": "json_object"}),
+                ".: `schema_format` is a setting of OpenAI-compatible servers, but the provider is ollama",
+            ),
+            (
+                json!({"provider": "anthropic", "name": "x", "schema_format": "json_schema"}),
+                ".: `schema_format` is a setting of OpenAI-compatible servers, but the provider is anthropic",
+            ),
+            (
+                json!({"provider": "openai", "name": "x", "schema_format": "xml"}),
+                "schema_format: unknown variant `xml`, expected one of `json_schema`, `json_object`, `instruction`",
             ),
         ] {
             let err = parse(value.clone()).unwrap_err();

@@ -6,10 +6,12 @@ use ghostflow::{Context, NodeError};
 use reqwest::header::{HeaderMap, HeaderName};
 use serde_json::{Map, Value, json};
 
-use super::{Call, Endpoint, Failure, MAX_TOOL_CALLS, PartialCall, excerpt, secret_header};
+use super::{
+    Call, Endpoint, Failure, MAX_TOOL_CALLS, PartialCall, excerpt, format_instruction,
+    secret_header,
+};
 use crate::ai::model::{
-    ChatModel, ChatRequest, ChatResponse, FinishReason, Message, OnText, ResponseFormat, Role,
-    ToolCall, Usage,
+    ChatModel, ChatRequest, ChatResponse, FinishReason, Message, OnText, Role, ToolCall, Usage,
 };
 use crate::ai::stream::SseParser;
 
@@ -95,21 +97,6 @@ impl ChatModel for Anthropic {
             call.finish(self.chat_call(&call, request, ctx, on_text))
                 .await
         })
-    }
-}
-
-/// What the system prompt gains when the request asks for JSON: Anthropic
-/// has no response format, so the model is told, and the caller checks.
-fn format_instruction(format: Option<&ResponseFormat>) -> Option<String> {
-    match format? {
-        ResponseFormat::Text => None,
-        ResponseFormat::JsonObject => Some(
-            "Answer with one JSON object and nothing else: no prose before or after it, no code fences."
-                .to_owned(),
-        ),
-        ResponseFormat::JsonSchema { schema, .. } => Some(format!(
-            "Answer with one JSON value that matches this JSON Schema, and nothing else: no prose before or after it, no code fences.\n{schema}"
-        )),
     }
 }
 
@@ -528,6 +515,7 @@ fn block_index(value: &Value) -> Result<usize, Failure> {
 mod tests {
     use super::*;
     use crate::ai::ModelSettings;
+    use crate::ai::model::ResponseFormat;
     use crate::ai::model::ToolSpec;
 
     #[test]

@@ -23,8 +23,8 @@ use serde_json::Value;
 pub(crate) use self::anthropic::Anthropic;
 pub(crate) use self::ollama::Ollama;
 pub(crate) use self::openai::OpenAi;
-use super::model::{FinishReason, ToolCall};
-use super::settings::Provider;
+use super::model::{FinishReason, ResponseFormat, ToolCall};
+use super::settings::{Provider, SchemaFormat};
 use crate::net::{Net, Refusal};
 
 /// The most tool calls one answer may ask for.
@@ -49,6 +49,7 @@ pub(crate) struct Endpoint {
     pub(crate) timeout: Duration,
     pub(crate) max_response_bytes: u64,
     pub(crate) dimensions: Option<u32>,
+    pub(crate) schema_format: SchemaFormat,
 }
 
 impl Endpoint {
@@ -538,6 +539,23 @@ pub(crate) fn secret_header(
     })?;
     value.set_sensitive(true);
     Ok(value)
+}
+
+/// What the system prompt gains when the request asks for JSON of a
+/// server without a response format (Anthropic's, or an OpenAI-compatible
+/// one set to `schema_format: instruction`): the model is told, and the
+/// caller checks.
+pub(crate) fn format_instruction(format: Option<&ResponseFormat>) -> Option<String> {
+    match format? {
+        ResponseFormat::Text => None,
+        ResponseFormat::JsonObject => Some(
+            "Answer with one JSON object and nothing else: no prose before or after it, no code fences."
+                .to_owned(),
+        ),
+        ResponseFormat::JsonSchema { schema, .. } => Some(format!(
+            "Answer with one JSON value that matches this JSON Schema, and nothing else: no prose before or after it, no code fences.\n{schema}"
+        )),
+    }
 }
 
 #[cfg(test)]

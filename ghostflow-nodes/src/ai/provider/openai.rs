@@ -8,13 +8,14 @@ use reqwest::header::{self, HeaderMap};
 use serde_json::{Map, Value, json};
 
 use super::{
-    Call, Endpoint, Failure, MAX_TOOL_CALLS, PartialCall, excerpt, openai_finish_reason,
-    secret_header, stable_call_id,
+    Call, Endpoint, Failure, MAX_TOOL_CALLS, PartialCall, excerpt, format_instruction,
+    openai_finish_reason, secret_header, stable_call_id,
 };
 use crate::ai::model::{
     ChatModel, ChatRequest, ChatResponse, EmbeddingModel, Embeddings, FinishReason, Message,
     OnText, ResponseFormat, Role, ToolCall, Usage,
 };
+use crate::ai::settings::SchemaFormat;
 use crate::ai::stream::SseParser;
 
 /// A model behind an OpenAI-compatible API.
@@ -140,10 +141,22 @@ impl EmbeddingModel for OpenAi {
 pub(crate) fn chat_body(endpoint: &Endpoint, request: &ChatRequest) -> Value {
     let mut body = Map::new();
     body.insert("model".into(), json!(endpoint.model));
-    body.insert(
-        "messages".into(),
-        Value::Array(request.messages.iter().map(message_json).collect()),
-    );
+    let mut messages: Vec<Value> = request.messages.iter().map(message_json).collect();
+    let format = request.response_format.as_ref();
+    if endpoint.schema_format == SchemaFormat::Instruction
+        && let Some(instruction) = format_instruction(format)
+    {
+        // Into the leading system message, where chat templates want it,
+        // or as one.
+        match messages.first_mut() {
+            Some(first) if first["role"] == "system" => {
+                let content = first["content"].as_str().unwrap_or_default();
+                first["content"] = json!(format!("{content}\n\n{instruction}"));
+            }
+            _ => messages.insert(0, json!({"role": "system", "content": instruction})),
+        }
+    }
+    body.insert("messages".into(), Value::Array(messages));
     if let Some(temperature) = request.temperature {
         body.insert("temperature".into(), json!(temperature));
     }
@@ -177,15 +190,21 @@ pub(crate) fn chat_body(endpoint: &Endpoint, request: &ChatRequest) -> Value {
             .collect();
         body.insert("tools".into(), Value::Array(tools));
     }
-    match &request.response_format {
-        None | Some(ResponseFormat::Text) => {}
-        Some(ResponseFormat::JsonObject) => {
+    match (format, endpoint.schema_format) {
+        (None | Some(ResponseFormat::Text), _) | (_, SchemaFormat::Instruction) => {}
+        (Some(ResponseFormat::JsonObject), _) => {
             body.insert("response_format".into(), json!({"type": "json_object"}));
         }
-        Some(ResponseFormat::JsonSchema { name, schema }) => {
+        (Some(ResponseFormat::JsonSchema { name, schema }), SchemaFormat::JsonSchema) => {
             body.insert(
                 "response_format".into(),
                 json!({"type": "json_schema", "json_schema": {"name": name, "schema": schema}}),
+            );
+        }
+        (Some(ResponseFormat::JsonSchema { schema, .. }), SchemaFormat::JsonObject) => {
+            body.insert(
+                "response_format".into(),
+                json!({"type": "json_object", "schema": schema}),
             );
         }
     }
@@ -630,6 +649,76 @@ mod tests {
         assert_eq!(body["response_format"], json!({"type": "json_object"}));
         assert_eq!(body["stream"], json!(false));
         assert!(body.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn the_schema_travels_as_the_server_takes_it() {
+        let schema = json!({"type": "object", "required": ["ok"]});
+        let request = |first: Message| ChatRequest {
+            messages: vec![first, Message::user("Go.")],
+            response_format: Some(ResponseFormat::JsonSchema {
+                name: "answer".into(),
+                schema: schema.clone(),
+            }),
+            ..ChatRequest::default()
+        };
+        let at = |format: SchemaFormat| {
+            ModelSettings::openai("m")
+                .base_url("http://127.0.0.1:9/v1")
+                .schema_format(format)
+                .endpoint()
+                .unwrap()
+        };
+
+        let body = chat_body(
+            &at(SchemaFormat::JsonObject),
+            &request(Message::system("Be brief.")),
+        );
+        assert_eq!(
+            body["response_format"],
+            json!({"type": "json_object", "schema": schema})
+        );
+        assert_eq!(
+            body["messages"][0],
+            json!({"role": "system", "content": "Be brief."})
+        );
+
+        // As an instruction: into the leading system message, or as one.
+        let body = chat_body(
+            &at(SchemaFormat::Instruction),
+            &request(Message::system("Be brief.")),
+        );
+        assert!(body.get("response_format").is_none(), "{body}");
+        let messages = body["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 2);
+        let system = messages[0]["content"].as_str().unwrap();
+        assert!(
+            system.starts_with(
+                "Be brief.\n\nAnswer with one JSON value that matches this JSON Schema"
+            ),
+            "{system}"
+        );
+        assert!(system.ends_with(&schema.to_string()), "{system}");
+        let body = chat_body(
+            &at(SchemaFormat::Instruction),
+            &request(Message::user("Hi.")),
+        );
+        let messages = body["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 3);
+        assert_eq!(messages[0]["role"], json!("system"));
+        assert_eq!(messages[1], json!({"role": "user", "content": "Hi."}));
+
+        // A request without a format is the same whatever the setting.
+        let plain = ChatRequest {
+            messages: vec![Message::user("Hi.")],
+            ..ChatRequest::default()
+        };
+        for format in [SchemaFormat::JsonObject, SchemaFormat::Instruction] {
+            assert_eq!(
+                chat_body(&at(format), &plain),
+                chat_body(&at(SchemaFormat::JsonSchema), &plain)
+            );
+        }
     }
 
     #[test]

@@ -51,3 +51,7 @@ if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
     echo "services: installing aiosmtpd (PyPI) for the SMTP test peer"
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "aiosmtpd==1.4.6"
 fi
+
+# The AI tests also run on a real inference server, llama.cpp's
+# (ghostflow-nodes/tests/ai_llama_cpp.rs); install it when missing.
+bash .ci/llama-server.sh

@@ -146,7 +146,11 @@ async fn run_streaming(flow: &ghostflow::Flow) -> (Outcome, Vec<String>) {
     (result.unwrap(), tokens)
 }
 
-fn chat_flow(server: &LlamaServer, stream: bool) -> ghostflow::Flow {
+const STREAM_OFF: &str = "      stream: false\n";
+
+/// A greedy twelve-token chat with these extra config lines (at the
+/// config's indentation).
+fn chat_flow(server: &LlamaServer, extra: &str) -> ghostflow::Flow {
     load(&format!(
         r#"
 version: 1
@@ -160,8 +164,7 @@ nodes:
       prompt: Name three colours.
       temperature: 0
       max_tokens: 12
-      stream: {stream}
-outputs:
+{extra}outputs:
   text: ask.text
   message: ask.message
   finish_reason: ask.finish_reason
@@ -176,7 +179,7 @@ outputs:
 #[tokio::test]
 async fn a_chat_answers_with_its_token_counts_and_again_the_same() {
     let server = LlamaServer::start();
-    let flow = chat_flow(&server, false);
+    let flow = chat_flow(&server, STREAM_OFF);
     let outcome = Engine::new().run(&flow, Inputs::new()).await.unwrap();
     let text = out(&outcome, "text");
     let text = text.as_str().unwrap();
@@ -205,10 +208,10 @@ async fn a_chat_answers_with_its_token_counts_and_again_the_same() {
 async fn a_streamed_chat_arrives_token_by_token_as_the_whole_answer() {
     let server = LlamaServer::start();
     let whole = Engine::new()
-        .run(&chat_flow(&server, false), Inputs::new())
+        .run(&chat_flow(&server, STREAM_OFF), Inputs::new())
         .await
         .unwrap();
-    let (outcome, tokens) = run_streaming(&chat_flow(&server, true)).await;
+    let (outcome, tokens) = run_streaming(&chat_flow(&server, "")).await;
     // The server sends one chunk per generated token (its first chunk
     // carries only the role); each became a progress event.
     assert!(tokens.len() >= 6, "{tokens:?}");
@@ -229,35 +232,16 @@ async fn a_streamed_chat_arrives_token_by_token_as_the_whole_answer() {
 async fn stop_sequences_end_the_answer_early() {
     let server = LlamaServer::start();
     let whole = Engine::new()
-        .run(&chat_flow(&server, false), Inputs::new())
+        .run(&chat_flow(&server, STREAM_OFF), Inputs::new())
         .await
         .unwrap();
     let text = out(&whole, "text").as_str().unwrap().to_owned();
-    // Stop at the third character of the greedy answer: the server cuts
-    // there, says `stop`, and leaves the sequence out.
+    // Stop at two characters from the fifth on of the greedy answer: the
+    // server cuts there, says `stop`, and leaves the sequence out.
     let at = text.char_indices().nth(4).map(|(i, _)| i).unwrap();
     let stop: String = text[at..].chars().take(2).collect();
-    let flow = load(&format!(
-        r#"
-version: 1
-name: chat
-nodes:
-  - id: ask
-    type: chat
-    config:
-      model: {model}
-      system: You are terse.
-      prompt: Name three colours.
-      temperature: 0
-      max_tokens: 12
-      stop: [{stop}]
-outputs:
-  text: ask.text
-  finish_reason: ask.finish_reason
-"#,
-        model = server.model("tiny-chat", ""),
-        stop = serde_json::to_string(&stop).unwrap()
-    ));
+    let quoted = serde_json::to_string(&stop).unwrap();
+    let flow = chat_flow(&server, &format!("      stop: [{quoted}]\n"));
     let outcome = Engine::new().run(&flow, Inputs::new()).await.unwrap();
     let cut = out(&outcome, "text");
     let cut = cut.as_str().unwrap();

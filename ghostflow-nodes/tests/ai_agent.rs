@@ -1569,3 +1569,55 @@ async fn tools_made_in_rust_need_no_registry() {
     assert!(yaml.contains("type: price_quote"), "{yaml}");
     assert!(yaml.contains("name: double"), "{yaml}");
 }
+
+/// An agent takes no slot of the engine-wide concurrency limit, whose
+/// slots its tools' runs need: with a limit of one it still finishes, also
+/// when its model comes from an expression (the engine learns that it
+/// runs flows from its type, not from a config it cannot read yet).
+#[tokio::test]
+async fn an_agent_never_waits_for_its_own_slot() {
+    let dir = tool_dir();
+    for model in ["test-model", "\"{{ input.model }}\""] {
+        let peer = peer().await;
+        peer.push(Reply::tool_calls([("stock", json!({"sku": "A12"}))]));
+        peer.push(Reply::text("30 in stock."));
+        let flow = load_in(
+            Some(dir.path()),
+            &format!(
+                r#"
+version: 1
+name: limited
+inputs:
+  model: {{ schema: {{ type: string }} }}
+nodes:
+  - id: clerk
+    type: agent
+    config:
+      model: {{ provider: openai, name: {model}, base_url: "{}", api_key_secret: MODEL_KEY }}
+      prompt: "How many A12?"
+      stream: false
+      tools:
+        - name: stock
+          node: {{ type: stock_lookup }}
+outputs:
+  answer: clerk.answer
+"#,
+                peer.openai_url()
+            ),
+        );
+        let engine = Engine::builder()
+            .secrets(MapSecrets::new().with("MODEL_KEY", KEY))
+            .registry(Arc::new(registry()))
+            .resource(Probe::default())
+            .concurrency_limit(1)
+            .build();
+        let inputs = Inputs::new().set("model", "test-model".to_owned());
+        let outcome = tokio::time::timeout(Duration::from_secs(20), engine.run(&flow, inputs))
+            .await
+            .unwrap_or_else(|_| panic!("model {model}: the agent waited for its own slot"))
+            .unwrap();
+        assert_eq!(out(&outcome, "answer"), json!("30 in stock."), "{model}");
+        let asked = chat_requests(&peer);
+        assert_eq!(asked[0]["model"], json!("test-model"));
+    }
+}

@@ -211,15 +211,14 @@ pub trait Run: Node {
         false
     }
 
-    /// Whether the node mostly waits for flows it runs through
-    /// [`Context::engine`] (a sub-flow, a for-each). Such a node takes no
-    /// slot of the engine-wide concurrency limit, so that the nodes of the
-    /// flows it runs can have them (with a limit of one, it would otherwise
-    /// wait forever for its own slot); the limit of its concurrency key still
-    /// applies. Read once, when the flow is compiled.
-    fn runs_flows(&self) -> bool {
-        false
-    }
+    /// Whether nodes of this type mostly wait for flows they run through
+    /// [`Context::engine`] (a sub-flow, a for-each, an agent's tools). Such
+    /// a node takes no slot of the engine-wide concurrency limit, so that
+    /// the nodes of the flows it runs can have them (with a limit of one, it
+    /// would otherwise wait forever for its own slot); the limit of its
+    /// concurrency key still applies. A property of the type, so that the
+    /// engine knows it before a configuration with expressions is rendered.
+    const RUNS_FLOWS: bool = false;
 }
 
 /// The object-safe form of a node, as the engine stores it.
@@ -249,7 +248,7 @@ pub trait ErasedNode: Send + Sync + fmt::Debug + 'static {
     }
 
     /// Whether the node mostly waits for flows it runs (see
-    /// [`Run::runs_flows`]).
+    /// [`Run::RUNS_FLOWS`]).
     fn runs_flows(&self) -> bool {
         false
     }
@@ -323,6 +322,6 @@ impl<N: Run> ErasedNode for TypedNode<N> {
     }
 
     fn runs_flows(&self) -> bool {
-        self.node.runs_flows()
+        N::RUNS_FLOWS
     }
 }

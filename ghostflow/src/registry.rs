@@ -65,6 +65,9 @@ pub struct NodeType {
     /// The compiled config schema, made on first use; `None` when the
     /// schema itself does not compile (then only deserialization checks).
     validator: OnceLock<Option<jsonschema::Validator>>,
+    /// [`Run::RUNS_FLOWS`] of a typed node; `false` for types made at run
+    /// time, whose nodes answer for themselves.
+    runs_flows: bool,
 }
 
 impl fmt::Debug for NodeType {
@@ -122,6 +125,14 @@ impl NodeType {
     /// Whether the ports of this type's nodes depend on their configuration.
     pub fn has_dynamic_ports(&self) -> bool {
         self.shape.is_some()
+    }
+
+    /// Whether this type's nodes run flows ([`Run::RUNS_FLOWS`]), known
+    /// without a configuration: always `false` for types registered with
+    /// [`Registry::register_erased`] or [`Registry::register_dynamic`],
+    /// whose nodes say it through [`ErasedNode::runs_flows`].
+    pub fn runs_flows(&self) -> bool {
+        self.runs_flows
     }
 
     /// A node configured with `config`.
@@ -367,6 +378,7 @@ impl Registry {
             }),
             shape: None,
             validator: OnceLock::new(),
+            runs_flows: N::RUNS_FLOWS,
         });
         self
     }
@@ -387,6 +399,7 @@ impl Registry {
             factory: Box::new(create),
             shape: None,
             validator: OnceLock::new(),
+            runs_flows: false,
         });
         self
     }
@@ -410,6 +423,7 @@ impl Registry {
             factory: Box::new(create),
             shape: Some(Box::new(shape)),
             validator: OnceLock::new(),
+            runs_flows: false,
         });
         self
     }

@@ -11,7 +11,7 @@
 //! store, resources, retry and concurrency settings. Cancelling the parent
 //! cancels the sub-flows it is running. While it waits for its sub-flows the
 //! node holds no slot of the engine-wide concurrency limit (see
-//! [`Run::runs_flows`]), so a limit of one cannot deadlock it.
+//! [`Run::RUNS_FLOWS`]), so a limit of one cannot deadlock it.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -244,9 +244,7 @@ impl Run for Subflow {
         })
     }
 
-    fn runs_flows(&self) -> bool {
-        true
-    }
+    const RUNS_FLOWS: bool = true;
 }
 
 /// What a [`ForEach`] does when an item's run fails.
@@ -523,7 +521,5 @@ impl Run for ForEach {
         Ok(ForEachOut { results, errors })
     }
 
-    fn runs_flows(&self) -> bool {
-        true
-    }
+    const RUNS_FLOWS: bool = true;
 }

@@ -1480,7 +1480,8 @@ struct TemplatedNode {
     env: EnvAccess,
     /// The flags of a node made from the static part of the configuration
     /// (see [`ErasedNode::eager`] and [`ErasedNode::runs_flows`]); `false`
-    /// when that part alone does not make a node.
+    /// when that part alone does not make a node, except `runs_flows` of a
+    /// type that declares it ([`NodeType::runs_flows`]).
     eager: bool,
     runs_flows: bool,
 }
@@ -1526,6 +1527,9 @@ impl TemplatedNode {
         let (eager, runs_flows) = node_type
             .create(&probe)
             .map_or((false, false), |node| (node.eager(), node.runs_flows()));
+        // A typed node's type knows, whatever the probe could make: a node
+        // that runs flows must never take the slot its flows need.
+        let runs_flows = runs_flows || node_type.runs_flows();
         TemplatedNode {
             node_type,
             spec: Arc::new(spec),

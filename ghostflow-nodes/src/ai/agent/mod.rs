@@ -502,9 +502,7 @@ impl Run for Agent {
         }
     }
 
-    fn runs_flows(&self) -> bool {
-        true
-    }
+    const RUNS_FLOWS: bool = true;
 }
 
 #[cfg(test)]

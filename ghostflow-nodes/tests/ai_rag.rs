@@ -417,6 +417,13 @@ async fn splitter_configs_and_limits_are_checked() {
 /// Helvetica (WinAnsi: `\xe9` is `é`); a page with no lines draws a
 /// rectangle and has no text, like a scan.
 fn pdf(pages: &[&[&[u8]]], title: Option<&str>) -> Vec<u8> {
+    pdf_with(pages, title, 0, 0)
+}
+
+/// As [`pdf`], each page's content stream followed by `padding` spaces
+/// and compressed `layers` times with zlib (`/FlateDecode` as often).
+fn pdf_with(pages: &[&[&[u8]]], title: Option<&str>, padding: usize, layers: u32) -> Vec<u8> {
+    use std::io::Write;
     let mut objects: Vec<Vec<u8>> = Vec::new();
     let kids: Vec<String> = (0..pages.len())
         .map(|i| format!("{} 0 R", 4 + 2 * i))
@@ -459,7 +466,18 @@ fn pdf(pages: &[&[&[u8]]], title: Option<&str>) -> Vec<u8> {
             )
             .into_bytes(),
         );
-        let mut stream = format!("<< /Length {} >>\nstream\n", content.len()).into_bytes();
+        content.resize(content.len() + padding, b' ');
+        for _ in 0..layers {
+            let mut encoder =
+                flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+            encoder.write_all(&content).unwrap();
+            content = encoder.finish().unwrap();
+        }
+        let filter = match layers {
+            0 => String::new(),
+            n => format!(" /Filter [{}]", vec!["/FlateDecode"; n as usize].join(" ")),
+        };
+        let mut stream = format!("<< /Length {}{filter} >>\nstream\n", content.len()).into_bytes();
         stream.extend_from_slice(&content);
         stream.extend_from_slice(b"\nendstream");
         objects.push(stream);
@@ -710,6 +728,67 @@ async fn broken_pdfs_are_clear_errors_never_panics() {
     assert_eq!(
         message,
         "the PDF has 3 pages, more than config.max_pages (2)"
+    );
+}
+
+/// Compressed content streams are read; streams that expand past
+/// `max_expanded_bytes` (a small file can hold gigabytes) fail before the
+/// parser inflates them, also when compressed twice.
+#[tokio::test]
+async fn compressed_pdfs_are_read_and_compression_bombs_refused() {
+    let e = Engine::new();
+    let lines: &[&[u8]] = &[b"Compressed text", b"on one page."];
+    for layers in [1, 2] {
+        let doc = pdf_with(&[lines], None, 0, layers);
+        let out = outputs(&e, &load_flow(json!({})), json!({"bytes": b64(&doc)})).await;
+        assert_eq!(
+            out["text"],
+            json!("Compressed text\non one page."),
+            "{layers}"
+        );
+    }
+
+    // Two MiB of spaces: a few kilobytes on disk.
+    let padded = |layers| pdf_with(&[lines], None, 2 << 20, layers);
+    assert!(padded(1).len() < 16 * 1024, "{}", padded(1).len());
+    let out = outputs(&e, &load_flow(json!({})), json!({"bytes": b64(&padded(1))})).await;
+    assert_eq!(out["text"], json!("Compressed text\non one page."));
+    for layers in [1, 2, 3] {
+        let (message, retryable) = failure(
+            &e,
+            &load_flow(json!({"max_expanded_bytes": 1 << 20})),
+            json!({"bytes": b64(&padded(layers))}),
+        )
+        .await;
+        assert!(!retryable);
+        assert_eq!(
+            message,
+            "the PDF's compressed streams expand to more than config.max_expanded_bytes (1048576 bytes); raise it if the file is trusted",
+            "{layers}"
+        );
+    }
+    // Compressed five times over: refused, however small.
+    let (message, _) = failure(
+        &e,
+        &load_flow(json!({})),
+        json!({"bytes": b64(&pdf_with(&[lines], None, 0, 5))}),
+    )
+    .await;
+    assert_eq!(
+        message,
+        "the PDF has a stream compressed more than 4 times over (a compression bomb?)"
+    );
+    // The limit is on all the streams together.
+    let two_pages = pdf_with(&[lines, lines], None, 600 << 10, 1);
+    let (message, _) = failure(
+        &e,
+        &load_flow(json!({"max_expanded_bytes": 1 << 20})),
+        json!({"bytes": b64(&two_pages)}),
+    )
+    .await;
+    assert!(
+        message.starts_with("the PDF's compressed streams expand to more than"),
+        "{message}"
     );
 }
 

@@ -91,8 +91,9 @@ pub struct DocumentLoadOutput {
 /// text extraction needs OCR.
 ///
 /// Content that is not what its format says (bytes that are not UTF-8, a
-/// broken or encrypted PDF), or over `max_bytes` or `max_pages`, fails the
-/// node permanently with a message saying what is wrong.
+/// broken or encrypted PDF), or over `max_bytes`, `max_pages` or
+/// `max_expanded_bytes`, fails the node permanently with a message saying
+/// what is wrong.
 ///
 /// ```yaml
 /// - id: load_manual
@@ -101,6 +102,7 @@ pub struct DocumentLoadOutput {
 ///     format: auto
 ///     max_bytes: 20971520
 ///     max_pages: 500
+///     max_expanded_bytes: 268435456
 /// ```
 #[derive(Node, Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[node(input = DocumentLoadInput, output = DocumentLoadOutput, category = "ai")]
@@ -115,6 +117,12 @@ pub struct DocumentLoad {
     /// The most pages of a PDF (default 1000); a longer one fails.
     #[serde(default = "default_max_pages")]
     pub max_pages: u32,
+    /// The most bytes a PDF's compressed streams may expand to, all
+    /// together (default 256 MiB): a small file can hold a stream that
+    /// inflates to gigabytes, and the parser would inflate it whole. Checked
+    /// before parsing.
+    #[serde(default = "default_max_expanded_bytes")]
+    pub max_expanded_bytes: u64,
     /// For HTML: list the links' targets as numbered references
     /// (`[1]: https://...`) after the text, and mark each link text with
     /// its number (default false: link texts only).
@@ -130,12 +138,17 @@ fn default_max_pages() -> u32 {
     1000
 }
 
+fn default_max_expanded_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+
 impl Default for DocumentLoad {
     fn default() -> Self {
         DocumentLoad {
             format: DocumentFormat::Auto,
             max_bytes: default_max_bytes(),
             max_pages: default_max_pages(),
+            max_expanded_bytes: default_max_expanded_bytes(),
             html_link_references: false,
         }
     }
@@ -242,7 +255,7 @@ impl DocumentLoad {
         };
         let mut loaded = match format {
             DocumentFormat::Pdf => match content {
-                Content::Bytes(bytes) => pdf(&bytes, self.max_pages)?,
+                Content::Bytes(bytes) => pdf(&bytes, self.max_pages, self.max_expanded_bytes)?,
                 Content::Text(_) => {
                     return Err(NodeError::permanent(
                         "input `text`: a PDF is binary: give it as base64 on the `bytes` input (`file_read` with `format: bytes`, `http_request` with `response: bytes`)",
@@ -597,7 +610,7 @@ fn html_title(source: &str) -> Option<String> {
 
 /// A PDF's text, page by page. The parser can panic on malformed files:
 /// a panic is caught and reported as a broken PDF.
-fn pdf(bytes: &[u8], max_pages: u32) -> Result<Loaded, NodeError> {
+fn pdf(bytes: &[u8], max_pages: u32, max_expanded: u64) -> Result<Loaded, NodeError> {
     if !bytes[..bytes.len().min(1024)]
         .windows(5)
         .any(|w| w == b"%PDF-")
@@ -606,6 +619,7 @@ fn pdf(bytes: &[u8], max_pages: u32) -> Result<Loaded, NodeError> {
             "not a PDF: the content has no `%PDF-` header",
         ));
     }
+    check_expansion(bytes, max_expanded)?;
     let broken = |what: &str| NodeError::permanent(format!("the PDF cannot be read: {what}"));
     let parsed = catch_unwind(AssertUnwindSafe(|| pdf_extract::Document::load_mem(bytes)));
     let mut doc = match parsed {
@@ -664,6 +678,123 @@ fn pdf(bytes: &[u8], max_pages: u32) -> Result<Loaded, NodeError> {
         pages,
         metadata,
     })
+}
+
+/// Inflates every zlib stream that follows a `stream` keyword, without
+/// keeping what comes out, and fails once all of them together pass
+/// `limit` bytes. The parser inflates object streams as it loads and
+/// content streams page by page, each whole in memory: this bounds both
+/// before it starts. A stream inflating to another zlib stream (the
+/// filter given twice) counts every layer's output; more than
+/// [`MAX_ZLIB_LAYERS`] layers fail. Streams of other filters are not
+/// measured: none of them expands by more than a small factor.
+fn check_expansion(bytes: &[u8], limit: u64) -> Result<(), NodeError> {
+    let mut total: u64 = 0;
+    let mut from = 0;
+    while let Some(found) = find(&bytes[from..], b"stream") {
+        let keyword = from + found;
+        from = keyword + b"stream".len();
+        if bytes[..keyword].ends_with(b"end") {
+            continue;
+        }
+        let body = match &bytes[from..] {
+            [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] | [b'\r', rest @ ..] => rest,
+            _ => continue,
+        };
+        let Some(size) = inflated_size(body, limit - total) else {
+            return Err(NodeError::permanent(format!(
+                "the PDF has a stream compressed more than {MAX_ZLIB_LAYERS} times over (a compression bomb?)"
+            )));
+        };
+        total = total.saturating_add(size);
+        if total > limit {
+            return Err(NodeError::permanent(format!(
+                "the PDF's compressed streams expand to more than config.max_expanded_bytes ({limit} bytes); raise it if the file is trusted"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The most zlib layers one PDF stream may have (`/Filter` given as
+/// often); real files have one, rarely two.
+const MAX_ZLIB_LAYERS: usize = 4;
+
+/// What the zlib stream at the start of `data` inflates to, its layers'
+/// outputs added up, counting no further than just past `budget`; 0 when
+/// `data` does not start with one, `None` when it has more than
+/// [`MAX_ZLIB_LAYERS`] layers.
+fn inflated_size(data: &[u8], budget: u64) -> Option<u64> {
+    use std::cell::Cell;
+    use std::io::Read;
+    use std::rc::Rc;
+
+    /// A reader counting what passes through it.
+    struct Counted<R> {
+        inner: R,
+        count: Rc<Cell<u64>>,
+    }
+    impl<R: Read> Read for Counted<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.count.set(self.count.get() + n as u64);
+            Ok(n)
+        }
+    }
+    /// zlib's two header bytes: deflate, and a check that the pair is a
+    /// multiple of 31.
+    fn is_zlib(head: &[u8]) -> bool {
+        head.len() >= 2
+            && head[0] & 0x0f == 8
+            && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0
+    }
+    /// `layers` zlib decoders over `data`, each output counted.
+    fn chain(data: &[u8], layers: usize) -> (Box<dyn Read + '_>, Vec<Rc<Cell<u64>>>) {
+        let mut counts = Vec::with_capacity(layers);
+        let mut read: Box<dyn Read + '_> = Box::new(data);
+        for _ in 0..layers {
+            let count = Rc::new(Cell::new(0));
+            counts.push(count.clone());
+            read = Box::new(Counted {
+                inner: flate2::read::ZlibDecoder::new(read),
+                count,
+            });
+        }
+        (read, counts)
+    }
+
+    if !is_zlib(data) {
+        return Some(0);
+    }
+    // How many layers: a layer whose output starts with a zlib header
+    // has one more (cheap to tell: only the first bytes are inflated).
+    let mut layers = 1;
+    loop {
+        let mut head = [0u8; 2];
+        let (mut read, _) = chain(data, layers);
+        if read.read_exact(&mut head).is_err() || !is_zlib(&head) {
+            break;
+        }
+        if layers == MAX_ZLIB_LAYERS {
+            return None;
+        }
+        layers += 1;
+    }
+    // One pass through every layer, each counted.
+    let (mut read, counts) = chain(data, layers);
+    let total = || counts.iter().map(|c| c.get()).sum::<u64>();
+    let mut buffer = vec![0u8; 64 * 1024];
+    while let Ok(n) = read.read(&mut buffer) {
+        if n == 0 || total() > budget {
+            break;
+        }
+    }
+    Some(total())
+}
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// A page's text without trailing spaces and runs of blank lines.

@@ -3,7 +3,7 @@
 # llama.cpp's server as the llama-cpp-python package from PyPI, with every
 # package pinned (ghostflow-nodes/tests/peers/llama-server-requirements.txt).
 # PyPI has only its source, so the first install compiles llama.cpp (about
-# six minutes on two cores); it goes into a virtual environment outside the
+# five minutes on two cores); it goes into a virtual environment outside the
 # clone, kept for later runs, and is quick once there. The tests make their
 # tiny random-weight model themselves (tests/peers/tiny_llama.py).
 #

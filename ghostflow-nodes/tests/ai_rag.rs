@@ -423,7 +423,91 @@ fn pdf(pages: &[&[&[u8]]], title: Option<&str>) -> Vec<u8> {
 /// As [`pdf`], each page's content stream followed by `padding` spaces
 /// and compressed `layers` times with zlib (`/FlateDecode` as often).
 fn pdf_with(pages: &[&[&[u8]]], title: Option<&str>, padding: usize, layers: u32) -> Vec<u8> {
-    use std::io::Write;
+    pdf_encoded(
+        pages,
+        title,
+        padding,
+        &vec![PdfFilter::Flate; layers as usize],
+        "\n",
+    )
+}
+
+/// A stream filter, as a test PDF writes it.
+#[derive(Clone, Copy, Debug)]
+enum PdfFilter {
+    /// `/FlateDecode`, zlib.
+    Flate,
+    /// `/FlateDecode`, written as raw deflate after two junk bytes (the
+    /// parser falls back to that).
+    RawFlate,
+    /// `/ASCIIHexDecode`.
+    Hex,
+    /// `/ASCII85Decode`.
+    Ascii85,
+}
+
+impl PdfFilter {
+    fn name(self) -> &'static str {
+        match self {
+            PdfFilter::Flate | PdfFilter::RawFlate => "/FlateDecode",
+            PdfFilter::Hex => "/ASCIIHexDecode",
+            PdfFilter::Ascii85 => "/ASCII85Decode",
+        }
+    }
+
+    fn encode(self, data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        match self {
+            PdfFilter::Flate => {
+                let mut e =
+                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            PdfFilter::RawFlate => {
+                let mut e =
+                    flate2::write::DeflateEncoder::new(b"!!".to_vec(), flate2::Compression::best());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            PdfFilter::Hex => {
+                let mut out: Vec<u8> = data
+                    .iter()
+                    .flat_map(|b| format!("{b:02x}").into_bytes())
+                    .collect();
+                out.push(b'>');
+                out
+            }
+            PdfFilter::Ascii85 => {
+                let mut out = Vec::new();
+                for chunk in data.chunks(4) {
+                    let mut word = [0u8; 4];
+                    word[..chunk.len()].copy_from_slice(chunk);
+                    let mut n = u32::from_be_bytes(word);
+                    let mut digits = [0u8; 5];
+                    for d in digits.iter_mut().rev() {
+                        *d = (n % 85) as u8 + b'!';
+                        n /= 85;
+                    }
+                    out.extend_from_slice(&digits[..chunk.len() + 1]);
+                }
+                out.extend_from_slice(b"~>");
+                out
+            }
+        }
+    }
+}
+
+/// As [`pdf`], each page's content stream followed by `padding` spaces,
+/// encoded with `filters` (in `/Filter` order: the first is decoded
+/// first), with `gap` between the `stream` keyword and the data.
+fn pdf_encoded(
+    pages: &[&[&[u8]]],
+    title: Option<&str>,
+    padding: usize,
+    filters: &[PdfFilter],
+    gap: &str,
+) -> Vec<u8> {
     let mut objects: Vec<Vec<u8>> = Vec::new();
     let kids: Vec<String> = (0..pages.len())
         .map(|i| format!("{} 0 R", 4 + 2 * i))
@@ -467,17 +551,22 @@ fn pdf_with(pages: &[&[&[u8]]], title: Option<&str>, padding: usize, layers: u32
             .into_bytes(),
         );
         content.resize(content.len() + padding, b' ');
-        for _ in 0..layers {
-            let mut encoder =
-                flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-            encoder.write_all(&content).unwrap();
-            content = encoder.finish().unwrap();
+        for filter in filters.iter().rev() {
+            content = filter.encode(&content);
         }
-        let filter = match layers {
-            0 => String::new(),
-            n => format!(" /Filter [{}]", vec!["/FlateDecode"; n as usize].join(" ")),
+        let filter = match filters {
+            [] => String::new(),
+            _ => format!(
+                " /Filter [{}]",
+                filters
+                    .iter()
+                    .map(|f| f.name())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
         };
-        let mut stream = format!("<< /Length {}{filter} >>\nstream\n", content.len()).into_bytes();
+        let mut stream =
+            format!("<< /Length {}{filter} >>\nstream{gap}", content.len()).into_bytes();
         stream.extend_from_slice(&content);
         stream.extend_from_slice(b"\nendstream");
         objects.push(stream);
@@ -778,6 +867,46 @@ async fn compressed_pdfs_are_read_and_compression_bombs_refused() {
         message,
         "the PDF has a stream compressed more than 4 times over (a compression bomb?)"
     );
+    // Exactly four layers are read.
+    let doc = pdf_with(&[lines], None, 0, 4);
+    let out = outputs(&e, &load_flow(json!({})), json!({"bytes": b64(&doc)})).await;
+    assert_eq!(out["text"], json!("Compressed text\non one page."));
+    // The shapes the parser also decodes: spaces before the end of line,
+    // raw deflate, a leading ASCII layer, two layers the second of which
+    // is raw; and text that starts like a zlib header (`x^`).
+    use PdfFilter::{Ascii85, Flate, Hex, RawFlate};
+    let x_caret: &[&[u8]] = &[b"x^ looks like zlib"];
+    for (filters, gap, page) in [
+        (&[Flate][..], " \t\r\n", lines),
+        (&[RawFlate][..], "\n", lines),
+        (&[Hex, Flate][..], "\n", lines),
+        (&[Ascii85, Flate][..], "\r\n", lines),
+        (&[Flate, RawFlate][..], "\n", lines),
+        (&[Flate][..], "\n", x_caret),
+    ] {
+        let doc = pdf_encoded(&[page], None, 2 << 20, filters, gap);
+        let (message, _) = failure(
+            &e,
+            &load_flow(json!({"max_expanded_bytes": 1 << 20})),
+            json!({"bytes": b64(&doc)}),
+        )
+        .await;
+        assert!(
+            message.starts_with("the PDF's compressed streams expand to more than"),
+            "{filters:?} {gap:?}: {message}"
+        );
+        // Under the default limit the same files are read.
+        // (The parser cannot read ASCII hex: that file fails, but only later.)
+        if !matches!(filters, [Hex, Flate]) {
+            let out = outputs(&e, &load_flow(json!({})), json!({"bytes": b64(&doc)})).await;
+            let expected = if page == x_caret {
+                "x^ looks like zlib"
+            } else {
+                "Compressed text\non one page."
+            };
+            assert_eq!(out["text"], json!(expected), "{filters:?}");
+        }
+    }
     // The limit is on all the streams together.
     let two_pages = pdf_with(&[lines, lines], None, 600 << 10, 1);
     let (message, _) = failure(

@@ -680,32 +680,56 @@ fn pdf(bytes: &[u8], max_pages: u32, max_expanded: u64) -> Result<Loaded, NodeEr
     })
 }
 
-/// Inflates every zlib stream that follows a `stream` keyword, without
-/// keeping what comes out, and fails once all of them together pass
-/// `limit` bytes. The parser inflates object streams as it loads and
-/// content streams page by page, each whole in memory: this bounds both
-/// before it starts. A stream inflating to another zlib stream (the
-/// filter given twice) counts every layer's output; more than
-/// [`MAX_ZLIB_LAYERS`] layers fail. Streams of other filters are not
-/// measured: none of them expands by more than a small factor.
+/// Inflates every compressed stream of the file, without keeping what
+/// comes out, and fails once all of them together pass `limit` bytes.
+/// The parser inflates object streams as it loads and content streams
+/// page by page, each whole in memory: this bounds both before it starts.
+///
+/// A stream is found as the parser finds it (`stream`, spaces or tabs, an
+/// end of line) and measured as the parser decodes it: each Flate layer
+/// its dictionary names (more than [`MAX_ZLIB_LAYERS`] are refused) as
+/// zlib or, when that gives nothing, raw deflate after two bytes, each
+/// layer's output counted; a leading ASCII hex or ASCII85 layer decoded
+/// first; zlib found inside the last named layer (or in a stream whose
+/// dictionary was not read) measured too. LZW streams are not measured.
 fn check_expansion(bytes: &[u8], limit: u64) -> Result<(), NodeError> {
     let mut total: u64 = 0;
     let mut from = 0;
     while let Some(found) = find(&bytes[from..], b"stream") {
         let keyword = from + found;
+        let dictionary_start = from;
         from = keyword + b"stream".len();
         if bytes[..keyword].ends_with(b"end") {
             continue;
         }
-        let body = match &bytes[from..] {
+        let mut at = from;
+        while matches!(bytes.get(at), Some(b' ' | b'\t')) {
+            at += 1;
+        }
+        let body = match &bytes[at..] {
             [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] | [b'\r', rest @ ..] => rest,
             _ => continue,
         };
-        let Some(size) = inflated_size(body, limit - total) else {
-            return Err(NodeError::permanent(format!(
+        // The stream's dictionary lies between the previous stream (or the
+        // start) and the keyword, after its object's `obj`.
+        let dictionary = &bytes[dictionary_start..keyword];
+        let dictionary = rfind(dictionary, b"obj").map_or(dictionary, |at| &dictionary[at..]);
+        let filters = filters(dictionary);
+        let ascii = filters.first().and_then(|first| ascii_decoded(first, body));
+        let flate = filters
+            .iter()
+            .filter(|f| matches!(**f, b"/FlateDecode" | b"/Fl"))
+            .count();
+        let too_many = || {
+            NodeError::permanent(format!(
                 "the PDF has a stream compressed more than {MAX_ZLIB_LAYERS} times over (a compression bomb?)"
-            )));
+            ))
         };
+        if flate > MAX_ZLIB_LAYERS {
+            return Err(too_many());
+        }
+        let data = ascii.as_deref().unwrap_or(body);
+        let size = inflated_size(data, flate, limit - total).ok_or_else(too_many)?;
         total = total.saturating_add(size);
         if total > limit {
             return Err(NodeError::permanent(format!(
@@ -720,76 +744,157 @@ fn check_expansion(bytes: &[u8], limit: u64) -> Result<(), NodeError> {
 /// often); real files have one, rarely two.
 const MAX_ZLIB_LAYERS: usize = 4;
 
-/// What the zlib stream at the start of `data` inflates to, its layers'
-/// outputs added up, counting no further than just past `budget`; 0 when
-/// `data` does not start with one, `None` when it has more than
-/// [`MAX_ZLIB_LAYERS`] layers.
-fn inflated_size(data: &[u8], budget: u64) -> Option<u64> {
-    use std::cell::Cell;
-    use std::io::Read;
-    use std::rc::Rc;
-
-    /// A reader counting what passes through it.
-    struct Counted<R> {
-        inner: R,
-        count: Rc<Cell<u64>>,
-    }
-    impl<R: Read> Read for Counted<R> {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.inner.read(buf)?;
-            self.count.set(self.count.get() + n as u64);
-            Ok(n)
+/// The filter names of a stream dictionary's `/Filter`: one name, or an
+/// array of them.
+fn filters(dictionary: &[u8]) -> Vec<&[u8]> {
+    let Some(at) = find(dictionary, b"/Filter") else {
+        return Vec::new();
+    };
+    let value = dictionary[at + b"/Filter".len()..].trim_ascii_start();
+    let (list, one) = match value.strip_prefix(b"[") {
+        Some(rest) => (rest.split(|&b| b == b']').next().unwrap_or_default(), false),
+        None => (value, true),
+    };
+    // Names run from one `/` to the next delimiter.
+    let mut out: Vec<&[u8]> = Vec::new();
+    let mut rest = list;
+    while let Some(slash) = rest.iter().position(|&b| b == b'/') {
+        let name = &rest[slash..];
+        let end = name[1..]
+            .iter()
+            .position(|&b| b.is_ascii_whitespace() || b"/[]<>()".contains(&b))
+            .map_or(name.len(), |e| e + 1);
+        out.push(&name[..end]);
+        rest = &name[end..];
+        if one {
+            break;
         }
     }
-    /// zlib's two header bytes: deflate, and a check that the pair is a
-    /// multiple of 31.
+    out
+}
+
+/// `body` decoded from ASCII hex or ASCII85 when `filter` is one of them;
+/// what comes out is never longer than what goes in.
+fn ascii_decoded(filter: &[u8], body: &[u8]) -> Option<Vec<u8>> {
+    match filter {
+        b"/ASCIIHexDecode" | b"/AHx" => {
+            let digits: Vec<u8> = body
+                .iter()
+                .take_while(|&&b| b != b'>')
+                .filter_map(|&b| char::from(b).to_digit(16).map(|d| d as u8))
+                .collect();
+            Some(
+                digits
+                    .chunks(2)
+                    .map(|pair| pair[0] << 4 | pair.get(1).copied().unwrap_or(0))
+                    .collect(),
+            )
+        }
+        b"/ASCII85Decode" | b"/A85" => {
+            let word = |group: &[u8]| group.iter().fold(0u64, |n, &d| n * 85 + u64::from(d)) as u32;
+            let mut out = Vec::with_capacity(body.len());
+            let mut group = Vec::with_capacity(5);
+            for &b in body.iter().take_while(|&&b| b != b'~') {
+                match b {
+                    b'z' if group.is_empty() => out.extend_from_slice(&[0; 4]),
+                    b'!'..=b'u' => {
+                        group.push(b - b'!');
+                        if group.len() == 5 {
+                            out.extend_from_slice(&word(&group).to_be_bytes());
+                            group.clear();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if group.len() > 1 {
+                let kept = group.len() - 1;
+                group.resize(5, 84);
+                out.extend_from_slice(&word(&group).to_be_bytes()[..kept]);
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// What the Flate layers at the start of `data` inflate to, each layer's
+/// output counted (each no further than just past `budget`) and added up:
+/// `named` layers as the parser decodes them (zlib, else raw deflate after
+/// two bytes), then more while the output is zlib again. `None` past
+/// [`MAX_ZLIB_LAYERS`] layers.
+fn inflated_size(data: &[u8], named: usize, budget: u64) -> Option<u64> {
+    use std::io::{Read, Write};
+
+    /// A sink counting what is written to it, and keeping its first bytes.
+    #[derive(Default)]
+    struct Counting {
+        count: u64,
+        head: Vec<u8>,
+    }
+    impl Write for Counting {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.head.len() < 2 {
+                let more = buf.len().min(2 - self.head.len());
+                self.head.extend_from_slice(&buf[..more]);
+            }
+            self.count += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    /// The last of `layers` (`true`: raw deflate after two bytes), counted;
+    /// an error ends it, and what came out before counts.
+    fn measure(data: &[u8], layers: &[bool], budget: u64) -> Counting {
+        let mut read: Box<dyn Read + '_> = Box::new(data);
+        for &raw in layers {
+            read = if raw {
+                let mut header = [0u8; 2];
+                let _ = read.read_exact(&mut header);
+                Box::new(flate2::read::DeflateDecoder::new(read))
+            } else {
+                Box::new(flate2::read::ZlibDecoder::new(read))
+            };
+        }
+        let mut sink = Counting::default();
+        let _ = std::io::copy(&mut read.take(budget.saturating_add(1)), &mut sink);
+        sink
+    }
     fn is_zlib(head: &[u8]) -> bool {
-        head.len() >= 2
+        head.len() == 2
             && head[0] & 0x0f == 8
             && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0
     }
-    /// `layers` zlib decoders over `data`, each output counted.
-    fn chain(data: &[u8], layers: usize) -> (Box<dyn Read + '_>, Vec<Rc<Cell<u64>>>) {
-        let mut counts = Vec::with_capacity(layers);
-        let mut read: Box<dyn Read + '_> = Box::new(data);
-        for _ in 0..layers {
-            let count = Rc::new(Cell::new(0));
-            counts.push(count.clone());
-            read = Box::new(Counted {
-                inner: flate2::read::ZlibDecoder::new(read),
-                count,
-            });
-        }
-        (read, counts)
-    }
 
-    if !is_zlib(data) {
-        return Some(0);
-    }
-    // How many layers: a layer whose output starts with a zlib header
-    // has one more (cheap to tell: only the first bytes are inflated).
-    let mut layers = 1;
-    loop {
-        let mut head = [0u8; 2];
-        let (mut read, _) = chain(data, layers);
-        if read.read_exact(&mut head).is_err() || !is_zlib(&head) {
-            break;
-        }
-        if layers == MAX_ZLIB_LAYERS {
+    let mut total: u64 = 0;
+    let mut layers: Vec<bool> = Vec::new();
+    let mut head = data.get(..2).unwrap_or_default().to_vec();
+    while layers.len() < named || is_zlib(&head) {
+        if layers.len() == MAX_ZLIB_LAYERS {
             return None;
         }
-        layers += 1;
-    }
-    // One pass through every layer, each counted.
-    let (mut read, counts) = chain(data, layers);
-    let total = || counts.iter().map(|c| c.get()).sum::<u64>();
-    let mut buffer = vec![0u8; 64 * 1024];
-    while let Ok(n) = read.read(&mut buffer) {
-        if n == 0 || total() > budget {
+        let named_layer = layers.len() < named;
+        layers.push(false);
+        let mut out = measure(data, &layers, budget - total);
+        if out.count == 0 && named_layer {
+            layers.pop();
+            layers.push(true);
+            out = measure(data, &layers, budget - total);
+        }
+        total = total.saturating_add(out.count);
+        if out.count == 0 || total > budget {
             break;
         }
+        head = out.head;
     }
-    Some(total())
+    Some(total)
+}
+
+/// Where `needle` last occurs in `haystack`.
+fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).rposition(|w| w == needle)
 }
 
 /// Where `needle` first occurs in `haystack`.

@@ -114,6 +114,22 @@ pub(crate) fn kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
+/// `true`, for `#[serde(default = "crate::yes")]` on the switches that
+/// are on unless turned off.
+#[cfg_attr(
+    not(any(
+        feature = "data",
+        feature = "text",
+        feature = "http",
+        feature = "messaging",
+        feature = "ai"
+    )),
+    expect(dead_code, reason = "used by these families, and none is enabled")
+)]
+pub(crate) fn yes() -> bool {
+    true
+}
+
 /// A registry with every node type of the enabled families.
 pub fn registry() -> Registry {
     let mut registry = Registry::new();

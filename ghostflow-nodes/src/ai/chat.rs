@@ -82,12 +82,8 @@ pub struct Chat {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop: Vec<String>,
     /// Whether to stream the answer, each piece of text a progress event.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub stream: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub(crate) fn optional_template<'de, D: Deserializer<'de>>(

@@ -160,7 +160,7 @@ pub struct TextSplit {
     #[serde(default)]
     pub overlap: usize,
     /// Whether to trim whitespace around each chunk (default true).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub trim: bool,
     /// The most chunks; a text that gives more fails the node (default
     /// 10000).
@@ -169,10 +169,6 @@ pub struct TextSplit {
     /// The largest text accepted, in bytes (default 10 MiB).
     #[serde(default = "default_max_input_bytes")]
     pub max_input_bytes: usize,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_max_chunks() -> usize {

@@ -105,7 +105,7 @@ pub struct Extract {
     )]
     pub max_tokens: Option<u32>,
     /// Whether to stream the answers, each piece of text a progress event.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub stream: bool,
 }
 
@@ -131,10 +131,6 @@ pub struct ExtractOutput {
     /// Tokens used by all the answers, `{input_tokens, output_tokens,
     /// total_tokens}`, or null when the provider did not say.
     pub usage: Value,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_schema_name() -> String {

@@ -68,10 +68,6 @@ fn double_quote() -> CsvChar {
     CsvChar(b'"')
 }
 
-fn yes() -> bool {
-    true
-}
-
 /// Which fields [`CsvParse`] trims of white space.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -122,7 +118,7 @@ pub struct CsvRows {
 #[serde(deny_unknown_fields)]
 pub struct CsvParse {
     /// Whether the first row names the columns.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub header: bool,
     /// The field separator.
     #[serde(default = "comma")]
@@ -336,7 +332,7 @@ pub struct CsvWrite {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<Vec<String>>,
     /// Whether to write the header row.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub header: bool,
     /// The field separator.
     #[serde(default = "comma")]

@@ -465,10 +465,6 @@ pub(crate) fn default_max_response_bytes() -> u64 {
     10 * 1024 * 1024
 }
 
-pub(crate) fn yes() -> bool {
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

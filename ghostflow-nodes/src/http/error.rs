@@ -185,12 +185,7 @@ impl HttpError {
     }
 }
 
-/// 5xx, 408 Request Timeout and 429 Too Many Requests may pass later.
-pub(crate) fn status_is_retryable(status: StatusCode) -> bool {
-    status.is_server_error()
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
-}
+pub(crate) use crate::net::status_is_retryable;
 
 fn snippet(body: &str) -> String {
     if body.is_empty() {

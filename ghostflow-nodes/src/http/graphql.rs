@@ -7,10 +7,11 @@ use reqwest::header::{self, HeaderValue};
 use super::client::{Request, Response, send};
 use super::config::{
     Auth, absolute_url, check_headers, default_max_response_bytes, default_timeout, display_url,
-    header_map, parse_url, yes,
+    header_map, parse_url,
 };
 use super::error::{HttpError, status_is_retryable};
 use crate::net::Net;
+use crate::yes;
 
 /// Sends a GraphQL query or mutation with its variables to an endpoint and
 /// outputs the response's `data` and `errors`.

@@ -33,11 +33,12 @@ use self::client::{Request, send};
 pub use self::config::{Auth, Base64Bytes, FieldValue, Method, RequestBody, ResponseFormat};
 use self::config::{
     BodyKind, absolute_url, check_headers, default_max_response_bytes, default_timeout,
-    display_url, header_map, parse_url, yes,
+    display_url, header_map, parse_url,
 };
 pub use self::error::HttpError;
 pub use self::graphql::{Graphql, GraphqlInput, GraphqlOutput};
 use crate::net::Net;
+use crate::yes;
 
 /// Sends an HTTP request and outputs the response's body, status and
 /// headers.

@@ -61,6 +61,8 @@ pub use self::webhook::{
     DiscordMessage, DiscordMessageInput, DiscordMessageOutput, SlackMessage, SlackMessageInput,
     SlackMessageOutput,
 };
+// For `webhook`'s `#[serde(default = "yes")]`.
+use crate::yes;
 
 /// Registers the messaging nodes.
 pub(crate) fn register(registry: &mut Registry) {
@@ -257,10 +259,6 @@ pub(crate) fn one_key_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Sche
         merged["description"] = description.clone();
     }
     Schema::try_from(merged).unwrap_or(schema)
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Locks `mutex`; a panic elsewhere while it was held leaves plain maps of

@@ -169,12 +169,8 @@ pub struct Base64 {
     pub alphabet: Alphabet,
     /// When encoding, whether to end with `=` padding (default true).
     /// Decoding accepts either.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub pad: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl Default for Base64 {

@@ -101,7 +101,7 @@ pub struct Agent {
     /// Whether the calls of one step run at once (`true`) or one after the
     /// other, in the model's order. This is how the agent runs them; the
     /// model may ask for several calls in one step either way.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub parallel_tool_calls: bool,
     /// What reaching `max_steps` without an answer does: `fail`, or
     /// `last_text` (the model's last text is the answer).
@@ -129,7 +129,7 @@ pub struct Agent {
     )]
     pub max_tokens: Option<u32>,
     /// Whether to stream the model's text, each piece a progress event.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub stream: bool,
 }
 
@@ -197,10 +197,6 @@ pub struct ToolCallRecord {
     pub error: Option<String>,
     /// How long it took, in milliseconds.
     pub duration_ms: u64,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_max_steps() -> NonZeroU32 {

@@ -23,7 +23,7 @@ use serde_json::Value;
 pub(crate) use self::anthropic::Anthropic;
 pub(crate) use self::ollama::Ollama;
 pub(crate) use self::openai::OpenAi;
-use super::model::{FinishReason, ResponseFormat, ToolCall};
+use super::model::{FinishReason, ResponseFormat, ToolCall, ToolSpec};
 use super::settings::{Provider, SchemaFormat};
 use crate::net::{Net, Refusal};
 
@@ -375,13 +375,10 @@ async fn status_failure(mut response: reqwest::Response) -> Failure {
         }
     }
     let text = String::from_utf8_lossy(&body);
-    let (message, kind) = error_message(&text);
-    // Anthropic says "overloaded" with 529 (a 5xx), and with its error type.
-    let retryable = status_is_retryable(status)
-        || matches!(
-            kind.as_deref(),
-            Some("overloaded_error" | "rate_limit_error")
-        );
+    let (message, _) = error_message(&text);
+    // Anthropic's `overloaded_error` comes with 529 (a 5xx), its
+    // `rate_limit_error` with 429: the status says it.
+    let retryable = status_is_retryable(status);
     let status_text = match status.canonical_reason() {
         Some(reason) => format!("{} {reason}", status.as_u16()),
         None if status.as_u16() == 529 => "529 Overloaded".to_owned(),
@@ -401,10 +398,7 @@ async fn status_failure(mut response: reqwest::Response) -> Failure {
 /// 5xx, 408 Request Timeout, 409 Conflict (a busy resource) and 429 Too
 /// Many Requests may pass later; the rest of 4xx would fail again.
 pub(crate) fn status_is_retryable(status: StatusCode) -> bool {
-    status.is_server_error()
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::CONFLICT
-        || status == StatusCode::TOO_MANY_REQUESTS
+    crate::net::status_is_retryable(status) || status == StatusCode::CONFLICT
 }
 
 /// The provider's message in an error body, and its error type when it
@@ -489,6 +483,52 @@ pub(crate) fn parse_arguments(name: &str, text: &str) -> Result<Value, Failure> 
     })
 }
 
+/// One complete tool call of OpenAI's and Ollama's shape,
+/// `{"id"?, "function": {"name", "arguments"?}}`, the `index`th of its
+/// answer: the arguments as JSON text (OpenAI's), an object (Ollama's, and
+/// a few OpenAI-compatible servers') or none; a call without an id gets a
+/// [`stable_call_id`].
+pub(crate) fn function_call(index: usize, call: &Value) -> Result<ToolCall, Failure> {
+    let function = call
+        .get("function")
+        .ok_or_else(|| Failure::unexpected("tool call", call))?;
+    let name = function
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Failure::unexpected("tool call without a name", call))?;
+    let arguments = match function.get("arguments") {
+        Some(Value::String(text)) => parse_arguments(name, text)?,
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(object) => object.clone(),
+    };
+    let id = match call.get("id").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => id.to_owned(),
+        _ => stable_call_id(index, name, &arguments),
+    };
+    Ok(ToolCall {
+        id,
+        name: name.to_owned(),
+        arguments,
+    })
+}
+
+/// The `tools` of a request, as OpenAI and Ollama take them.
+pub(crate) fn function_tools(tools: &[ToolSpec]) -> Value {
+    tools
+        .iter()
+        .map(|tool| {
+            serde_json::json!({
+                "type": "function",
+                "function": {
+                    "name": tool.name,
+                    "description": tool.description,
+                    "parameters": tool.parameters,
+                }
+            })
+        })
+        .collect()
+}
+
 /// A tool call being assembled from streamed pieces.
 #[derive(Debug, Default)]
 pub(crate) struct PartialCall {
@@ -523,6 +563,19 @@ pub(crate) fn openai_finish_reason(reason: &str) -> FinishReason {
         "content_filter" => FinishReason::ContentFilter,
         other => FinishReason::Other(other.to_owned()),
     }
+}
+
+/// `Authorization: Bearer` with the call's key, if it has one (OpenAI's
+/// and compatible servers'; Ollama takes none, a proxy in front of it may).
+pub(crate) fn bearer_headers(call: &Call<'_>) -> Result<HeaderMap, Failure> {
+    let mut headers = HeaderMap::new();
+    if let Some(key) = &call.key {
+        headers.insert(
+            header::AUTHORIZATION,
+            secret_header("Bearer ", key, call.endpoint.api_key_secret.as_deref())?,
+        );
+    }
+    Ok(headers)
 }
 
 /// A header value from a secret, marked sensitive.

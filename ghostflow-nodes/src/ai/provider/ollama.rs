@@ -3,13 +3,12 @@
 
 use futures::future::BoxFuture;
 use ghostflow::{Context, NodeError};
-use reqwest::header::{self, HeaderMap};
 use serde_json::{Map, Value, json};
 
 use super::openai::vector_of;
 use super::{
-    Call, Endpoint, Failure, MAX_TOOL_CALLS, excerpt, openai_finish_reason, secret_header,
-    stable_call_id,
+    Call, Endpoint, Failure, MAX_TOOL_CALLS, bearer_headers, excerpt, function_call,
+    function_tools, openai_finish_reason,
 };
 use crate::ai::model::{
     ChatModel, ChatRequest, ChatResponse, EmbeddingModel, Embeddings, FinishReason, Message,
@@ -31,18 +30,6 @@ impl Ollama {
         Ollama { endpoint }
     }
 
-    /// Ollama itself takes no key; a proxy in front of it may want one.
-    fn auth(&self, call: &Call<'_>) -> Result<HeaderMap, Failure> {
-        let mut headers = HeaderMap::new();
-        if let Some(key) = &call.key {
-            headers.insert(
-                header::AUTHORIZATION,
-                secret_header("Bearer ", key, self.endpoint.api_key_secret.as_deref())?,
-            );
-        }
-        Ok(headers)
-    }
-
     async fn chat_call(
         &self,
         call: &Call<'_>,
@@ -56,7 +43,7 @@ impl Ollama {
         } else {
             "application/json"
         };
-        let response = call.post(ctx, &body, self.auth(call)?, accept).await?;
+        let response = call.post(ctx, &body, bearer_headers(call)?, accept).await?;
         if request.stream {
             let mut parser = NdjsonParser::default();
             let mut state = StreamState::new(&self.endpoint.model);
@@ -103,7 +90,7 @@ impl Ollama {
             body["dimensions"] = json!(dimensions);
         }
         let response = call
-            .post(ctx, &body, self.auth(call)?, "application/json")
+            .post(ctx, &body, bearer_headers(call)?, "application/json")
             .await?;
         let value = call.json(response).await?;
         parse_embeddings(&value, inputs.len(), &self.endpoint.model)
@@ -156,21 +143,7 @@ pub(crate) fn chat_body(endpoint: &Endpoint, request: &ChatRequest) -> Value {
     );
     body.insert("stream".into(), json!(request.stream));
     if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|tool| {
-                json!({
-                    "type": "function",
-                    "function": {
-                        "name": tool.name,
-                        "description": tool.description,
-                        "parameters": tool.parameters,
-                    }
-                })
-            })
-            .collect();
-        body.insert("tools".into(), Value::Array(tools));
+        body.insert("tools".into(), function_tools(&request.tools));
     }
     match &request.response_format {
         None | Some(ResponseFormat::Text) => {}
@@ -310,29 +283,7 @@ impl StreamState {
         if self.calls.len() == MAX_TOOL_CALLS {
             return Err(Failure::too_many_tool_calls());
         }
-        let function = call
-            .get("function")
-            .ok_or_else(|| Failure::unexpected("tool call", call))?;
-        let name = function
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Failure::unexpected("tool call without a name", call))?;
-        let arguments = match function.get("arguments") {
-            None | Some(Value::Null) => Value::Object(Map::new()),
-            // Some models' servers send the arguments as JSON text.
-            Some(Value::String(text)) => super::parse_arguments(name, text)?,
-            Some(value) => value.clone(),
-        };
-        let index = self.calls.len();
-        let id = match call.get("id").and_then(Value::as_str) {
-            Some(id) if !id.is_empty() => id.to_owned(),
-            _ => stable_call_id(index, name, &arguments),
-        };
-        self.calls.push(ToolCall {
-            id,
-            name: name.to_owned(),
-            arguments,
-        });
+        self.calls.push(function_call(self.calls.len(), call)?);
         Ok(())
     }
 
@@ -400,6 +351,7 @@ mod tests {
     use super::*;
     use crate::ai::ModelSettings;
     use crate::ai::model::ToolSpec;
+    use crate::ai::provider::stable_call_id;
 
     #[test]
     fn requests_use_ollama_names() {

@@ -4,16 +4,15 @@
 
 use futures::future::BoxFuture;
 use ghostflow::{Context, NodeError};
-use reqwest::header::{self, HeaderMap};
 use serde_json::{Map, Value, json};
 
 use super::{
-    Call, Endpoint, Failure, MAX_TOOL_CALLS, PartialCall, excerpt, format_instruction,
-    openai_finish_reason, secret_header, stable_call_id,
+    Call, Endpoint, Failure, MAX_TOOL_CALLS, PartialCall, bearer_headers, excerpt,
+    format_instruction, function_call, function_tools, openai_finish_reason,
 };
 use crate::ai::model::{
     ChatModel, ChatRequest, ChatResponse, EmbeddingModel, Embeddings, FinishReason, Message,
-    OnText, ResponseFormat, Role, ToolCall, Usage,
+    OnText, ResponseFormat, Role, Usage,
 };
 use crate::ai::settings::SchemaFormat;
 use crate::ai::stream::SseParser;
@@ -29,17 +28,6 @@ impl OpenAi {
         OpenAi { endpoint }
     }
 
-    fn auth(&self, call: &Call<'_>) -> Result<HeaderMap, Failure> {
-        let mut headers = HeaderMap::new();
-        if let Some(key) = &call.key {
-            headers.insert(
-                header::AUTHORIZATION,
-                secret_header("Bearer ", key, self.endpoint.api_key_secret.as_deref())?,
-            );
-        }
-        Ok(headers)
-    }
-
     async fn chat_call(
         &self,
         call: &Call<'_>,
@@ -53,7 +41,7 @@ impl OpenAi {
         } else {
             "application/json"
         };
-        let response = call.post(ctx, &body, self.auth(call)?, accept).await?;
+        let response = call.post(ctx, &body, bearer_headers(call)?, accept).await?;
         if request.stream {
             let mut parser = SseParser::default();
             let mut state = StreamState::new(&self.endpoint.model);
@@ -95,7 +83,7 @@ impl OpenAi {
             body["dimensions"] = json!(dimensions);
         }
         let response = call
-            .post(ctx, &body, self.auth(call)?, "application/json")
+            .post(ctx, &body, bearer_headers(call)?, "application/json")
             .await?;
         let value = call.json(response).await?;
         parse_embeddings(&value, inputs.len(), &self.endpoint.model)
@@ -174,21 +162,7 @@ pub(crate) fn chat_body(endpoint: &Endpoint, request: &ChatRequest) -> Value {
         body.insert("stop".into(), json!(request.stop));
     }
     if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|tool| {
-                json!({
-                    "type": "function",
-                    "function": {
-                        "name": tool.name,
-                        "description": tool.description,
-                        "parameters": tool.parameters,
-                    }
-                })
-            })
-            .collect();
-        body.insert("tools".into(), Value::Array(tools));
+        body.insert("tools".into(), function_tools(&request.tools));
     }
     match (format, endpoint.schema_format) {
         (None | Some(ResponseFormat::Text), _) | (_, SchemaFormat::Instruction) => {}
@@ -307,28 +281,7 @@ pub(crate) fn parse_chat(value: &Value, model: &str) -> Result<ChatResponse, Fai
             return Err(Failure::too_many_tool_calls());
         }
         for (index, call) in calls.iter().enumerate() {
-            let function = call
-                .get("function")
-                .ok_or_else(|| Failure::unexpected("tool call", call))?;
-            let name = function
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| Failure::unexpected("tool call without a name", call))?;
-            // The arguments are JSON text; a few servers send the object.
-            let arguments = match function.get("arguments") {
-                Some(Value::String(text)) => super::parse_arguments(name, text)?,
-                None | Some(Value::Null) => Value::Object(Map::new()),
-                Some(object) => object.clone(),
-            };
-            let id = match call.get("id").and_then(Value::as_str) {
-                Some(id) if !id.is_empty() => id.to_owned(),
-                _ => stable_call_id(index, name, &arguments),
-            };
-            tool_calls.push(ToolCall {
-                id,
-                name: name.to_owned(),
-                arguments,
-            });
+            tool_calls.push(function_call(index, call)?);
         }
     }
     let finish_reason = finish_reason(
@@ -568,7 +521,7 @@ pub(crate) fn vector_of(value: Option<&Value>) -> Option<Vec<f32>> {
 mod tests {
     use super::*;
     use crate::ai::ModelSettings;
-    use crate::ai::model::ToolSpec;
+    use crate::ai::model::{ToolCall, ToolSpec};
 
     fn endpoint() -> Endpoint {
         ModelSettings::openai("gpt-test")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs a real OpenAI-compatible inference server for the AI tests:
-# llama.cpp's server as the llama-cpp-python package from PyPI, with every
+# llama-cpp-python's OpenAI-compatible server (a FastAPI app on its llama.cpp
+# bindings, not llama.cpp's own `llama-server`), from PyPI, with every
 # package pinned (ghostflow-nodes/tests/peers/llama-server-requirements.txt).
 # PyPI has only its source, so the first install compiles llama.cpp (about
 # five minutes on two cores); it goes into a virtual environment outside the
@@ -16,8 +17,9 @@ requirements=ghostflow-nodes/tests/peers/llama-server-requirements.txt
 venv="${GHOSTFLOW_CACHE:-$HOME/.cache/ghostflow}/llama-cpp-python"
 stamp="$venv/.installed"
 
-# Installed, from these very requirements?
-if [ -f "$stamp" ] && cmp -s "$stamp" "$requirements"; then
+# Installed, from these very requirements? (Their comments do not count.)
+pins() { grep -v '^#' "$1"; }
+if [ -f "$stamp" ] && cmp -s <(pins "$stamp") <(pins "$requirements"); then
     echo "services: llama-cpp-python's server is installed in $venv"
     exit 0
 fi

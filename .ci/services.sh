@@ -52,6 +52,7 @@ if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "aiosmtpd==1.4.6"
 fi
 
-# The AI tests also run on a real inference server, llama.cpp's
+# The AI tests also run on a real inference server, llama-cpp-python's
+# OpenAI-compatible server, llama.cpp underneath
 # (ghostflow-nodes/tests/ai_llama_cpp.rs); install it when missing.
 bash .ci/llama-server.sh

@@ -11,11 +11,11 @@
 //!
 //! By default the model is a local test peer started by the example
 //! itself (`ghostflow-model-peer`), scripted to call both tools and then
-//! answer, so the example runs offline. To use a real OpenAI-compatible
-//! server instead, set `OPENAI_BASE_URL` (such as
-//! `https://api.openai.com/v1` or `http://127.0.0.1:8000/v1`), and
-//! `OPENAI_MODEL` (default `gpt-4o-mini`) and `OPENAI_API_KEY` as it
-//! needs:
+//! answer, so the example runs offline; it then checks that the tools gave
+//! the results they must compute, and exits with an error if they did not.
+//! To use a real OpenAI-compatible server instead, set `OPENAI_BASE_URL`
+//! (such as `https://api.openai.com/v1` or `http://127.0.0.1:8000/v1`), and
+//! `OPENAI_MODEL` (default `gpt-4o-mini`) and `OPENAI_API_KEY` as it needs:
 //!
 //! ```text
 //! OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-... cargo run --example agent
@@ -327,5 +327,71 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("  {:>9.3?}  {line}", event.elapsed);
         }
     }
+
+    // Against the local peer the model's part is scripted: what is left to
+    // check is the tools' part, the results the agent got back from them.
+    if _peer.is_some()
+        && let Err(problem) = check_tool_results(&calls)
+    {
+        eprintln!("error: {problem}");
+        std::process::exit(1);
+    }
     Ok(())
+}
+
+/// The results the two tools must give the scripted calls: the lamp from
+/// the inventory, and three lamps at 45.00 with WELCOME10 (10% off 135.00)
+/// and 20% tax on the rest.
+fn check_tool_results(calls: &serde_json::Value) -> Result<(), String> {
+    let expected = [
+        (
+            "lookup_item",
+            json!({"name": "Brass desk lamp", "in_stock": 14, "unit_price_cents": 4500}),
+        ),
+        (
+            "price_order",
+            json!({
+                "subtotal_cents": 13500,
+                "discount_cents": 1350,
+                "tax_cents": 2430,
+                "total_cents": 14580
+            }),
+        ),
+    ];
+    let got: Vec<(&str, &serde_json::Value)> = calls
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|call| {
+            (
+                call["name"].as_str().unwrap_or("?"),
+                call.get("result")
+                    .or_else(|| call.get("error"))
+                    .unwrap_or(&serde_json::Value::Null),
+            )
+        })
+        .collect();
+    let matches = got.len() == expected.len()
+        && got
+            .iter()
+            .zip(&expected)
+            .all(|((name, result), (want_name, want))| name == want_name && *result == want);
+    if matches {
+        return Ok(());
+    }
+    let expected: Vec<(&str, &serde_json::Value)> = expected.iter().map(|(n, r)| (*n, r)).collect();
+    Err(format!(
+        "the tools did not give the results they must compute: expected {}; got {}",
+        listed(&expected),
+        listed(&got),
+    ))
+}
+
+/// Tool results as `name -> result, ...`.
+fn listed(calls: &[(&str, &serde_json::Value)]) -> String {
+    let calls: Vec<String> = calls
+        .iter()
+        .map(|(name, result)| format!("{name} -> {result}"))
+        .collect();
+    calls.join(", ")
 }

@@ -942,6 +942,16 @@ fn redis_bad_configs_fail_when_the_flow_loads() {
             r#"{ url: "http://x", command: { get: { key: a } } }"#,
             "nodes[0].config.url: `http://x` is not a Redis URL",
         ),
+        // The client has no TLS: refused now, not when the node connects.
+        (
+            r#"{ url: "rediss://:secret@127.0.0.1:6380", command: { get: { key: a } } }"#,
+            "nodes[0].config.url: `rediss://:***@127.0.0.1:6380` is not a Redis URL: TLS (rediss://) is not supported; write it as redis://",
+        ),
+        // The driver's reason is kept.
+        (
+            r#"{ url: "redis://127.0.0.1:6379/first", command: { get: { key: a } } }"#,
+            "nodes[0].config.url: `redis://127.0.0.1:6379/first` is not a Redis URL: Invalid database number; write it as redis://",
+        ),
     ] {
         let err = load_error(&format!(
             "version: 1\nname: bad\nnodes:\n  - id: n\n    type: redis\n    config: {config}\n"

@@ -1378,6 +1378,10 @@ nodes:
       url: "sqlite::memory:"
       query: SELECT count(*) AS n, $1 AS made FROM t
       params: ["{{ nodes.make.rows_affected }}"]
+      # SQLite applies the statement timeout statement by statement: a
+      # different one does not give this node a pool, and a database, of
+      # its own.
+      statement_timeout: 5s
 outputs:
   rows: read.rows
 "#;

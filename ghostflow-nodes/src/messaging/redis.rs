@@ -54,8 +54,9 @@ use super::{display_url, lock, positive_duration};
 pub struct Redis {
     /// The server, `redis://[[user]:password@]host[:port][/db]`; default
     /// `redis://127.0.0.1:6379`. The client is built without TLS, so
-    /// `rediss://` is refused when the node connects. Put a URL with a
-    /// password in a secret and name it in `url_secret` instead.
+    /// `rediss://` is refused when the flow loads (from `url_secret`, when
+    /// the node runs). Put a URL with a password in a secret and name it in
+    /// `url_secret` instead.
     #[serde(
         default,
         deserialize_with = "redis_url",
@@ -695,11 +696,23 @@ fn minus_one() -> i64 {
     -1
 }
 
-/// Whether `url` is a Redis URL the client understands.
+/// Whether `url` is a Redis URL the client understands; if not, why (in
+/// the driver's words, which never include the password).
 fn check_url(url: &str) -> Result<(), String> {
-    redis::Client::open(url)
-        .map(|_| ())
-        .map_err(|_| "write it as redis://[[user]:password@]host[:port][/db]".to_owned())
+    const FORM: &str = "write it as redis://[[user]:password@]host[:port][/db]";
+    if let Ok(parsed) = url::Url::parse(url)
+        && matches!(parsed.scheme(), "rediss" | "valkeys")
+    {
+        return Err(format!(
+            "TLS ({}://) is not supported; {FORM}",
+            parsed.scheme()
+        ));
+    }
+    redis::Client::open(url).map(|_| ()).map_err(|error| {
+        // The driver writes `reason - Kind[: detail]`; the kind is noise.
+        let reason = error.to_string().replacen(" - InvalidClientConfig", "", 1);
+        format!("{reason}; {FORM}")
+    })
 }
 
 fn redis_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {

@@ -55,7 +55,7 @@ impl SqlPools {
         settings: PoolSettings,
     ) -> Result<AnyPool, Failure> {
         let shared = ctx.shared(SqlPools::default);
-        let key = (target.url.clone(), settings);
+        let key = (target.url.clone(), key_settings(target, settings));
         let mut pools = shared.pools.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(at) = pools.iter().position(|(k, _)| *k == key) {
             let entry = pools.remove(at);
@@ -69,6 +69,20 @@ impl SqlPools {
         }
         pools.push((key, pool.clone()));
         Ok(pool)
+    }
+}
+
+/// The settings that tell `target`'s pools apart: all of them, except for
+/// SQLite, which applies the statement timeout to each statement (not to
+/// its connections), so that the nodes naming the same in-memory database
+/// share it whatever their `statement_timeout`.
+fn key_settings(target: &Target, settings: PoolSettings) -> PoolSettings {
+    match target.backend {
+        Backend::Sqlite => PoolSettings {
+            statement_timeout: Duration::ZERO,
+            ..settings
+        },
+        Backend::Postgres | Backend::MySql => settings,
     }
 }
 

@@ -1,7 +1,8 @@
 """Writes a tiny Llama-architecture model in GGUF with random weights.
 
-The AI tests run llama.cpp's server (llama-cpp-python) on it to check the
-OpenAI-compatible wire protocol against a real inference server: the text
+The AI tests run llama-cpp-python's OpenAI-compatible server (llama.cpp
+underneath) on it to check the OpenAI-compatible wire protocol against a
+real inference server: the text
 it writes is noise, but the requests, the streamed events, the token
 counts, grammar-constrained JSON and the embeddings are the real thing.
 

@@ -349,7 +349,10 @@ impl reqwest::dns::Resolve for GuardedResolver {
 /// 5xx, 408 Request Timeout and 429 Too Many Requests may pass later.
 #[cfg_attr(
     not(any(feature = "http", feature = "ai")),
-    expect(dead_code, reason = "used by the http and ai families, and neither is enabled")
+    expect(
+        dead_code,
+        reason = "used by the http and ai families, and neither is enabled"
+    )
 )]
 pub(crate) fn status_is_retryable(status: reqwest::StatusCode) -> bool {
     use reqwest::StatusCode;

@@ -1459,40 +1459,49 @@ async fn store_failures_are_clear() {
         )
         .await;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Fold the journal into the file (waiting for the engine's store to
+    // let go of it), so that the damage lands on the records themselves.
     let file = s2.root().join("vectors/kb.db");
-    let wal = s2.root().join("vectors/kb.db-wal");
+    {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", file.display());
+        let mut tries = 0;
+        loop {
+            let folded = async {
+                let mut conn = sqlx::SqliteConnection::connect(&url).await?;
+                let row: (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .fetch_one(&mut conn)
+                    .await?;
+                conn.close().await?;
+                Ok::<_, sqlx::Error>(row.0 == 0)
+            };
+            match folded.await {
+                Ok(true) => break,
+                _ if tries < 250 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                other => panic!("the journal could not be folded in: {other:?}"),
+            }
+        }
+    }
+    assert!(
+        std::fs::metadata(s2.root().join("vectors/kb.db-wal")).map_or(true, |m| m.len() == 0),
+        "the journal is still there"
+    );
     let mut bytes = std::fs::read(&file).unwrap();
-    if bytes.len() < 8192 && wal.exists() {
-        // Not yet checkpointed: the records are still in the journal.
-        bytes = std::fs::read(&wal).unwrap();
-        let len = bytes.len();
-        bytes[len / 3..len / 3 + 4096].fill(0x5a);
-        std::fs::write(&wal, &bytes).unwrap();
-    } else {
-        let len = bytes.len();
-        bytes[len / 2..len / 2 + 4096].fill(0x5a);
-        std::fs::write(&file, &bytes).unwrap();
-    }
+    assert!(bytes.len() > 64 * 1024, "{} bytes", bytes.len());
+    let len = bytes.len();
+    bytes[len / 2..len / 2 + 4096].fill(0x5a);
+    std::fs::write(&file, &bytes).unwrap();
     let e2 = s2.engine();
-    match run(&e2, &search_flow(json!({})), json!({"vector": [1.0, 1.0]})).await {
-        Err(Error::NodeFailed { error, .. }) => {
-            assert!(
-                error
-                    .message()
-                    .starts_with("the vector store `vectors/kb.db` is damaged"),
-                "{}",
-                error.message()
-            );
-        }
-        // A damaged journal is dropped by SQLite (its checksums fail):
-        // the store opens as it was before those writes.
-        Ok(outcome) => {
-            let count = outcome.outputs_json().unwrap()["count"].as_u64().unwrap();
-            assert!(count <= 4);
-        }
-        Err(other) => panic!("{other}"),
-    }
+    let (message, retryable) =
+        failure(&e2, &search_flow(json!({})), json!({"vector": [1.0, 1.0]})).await;
+    assert!(
+        message.starts_with("the vector store `vectors/kb.db` is damaged"),
+        "{message}"
+    );
+    assert!(!retryable);
     let s3 = Sandbox::new();
     let other = s3.root().join("app.db");
     {
